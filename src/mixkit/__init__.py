@@ -1,0 +1,3 @@
+"""mixkit: mixed-sample learning for PyTorch."""
+
+__version__ = "0.1.0"

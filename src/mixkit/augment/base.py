@@ -1,0 +1,244 @@
+"""``MixTransform``: the shared draw/apply machinery of every mixer module."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import torch
+from torch import Tensor
+
+from mixkit import ops
+from mixkit.augment.apply import BoxBatch, apply_boxes, apply_images, apply_masks, apply_targets
+from mixkit.augment.params import Kind, MixParams
+
+__all__ = ["MODES", "Mixed", "MixTransform", "Region", "make_generator"]
+
+MODES = ("batch", "elem")
+
+
+class Mixed(NamedTuple):
+    """Outputs of ``MixTransform.apply``; fields not given are None."""
+
+    images: Tensor | None
+    labels: Tensor | None
+    masks: Tensor | None
+    boxes: BoxBatch | None
+    params: MixParams
+
+
+@dataclass
+class Region:
+    """What a subclass draws for n independent draws (n = B, or 1 in batch mode)."""
+
+    kind: Tensor  # (n,) int64
+    lam: Tensor  # (n,) float64 exact kept fraction
+    boxes: Tensor | None = None  # (n, 4) int64
+    mask: Tensor | None = None  # (n, H, W) bool
+
+
+def make_generator(generator: torch.Generator | int | None) -> torch.Generator | None:
+    """Accept a CPU ``torch.Generator``, an int seed, or None (torch's global RNG)."""
+    if generator is None or isinstance(generator, torch.Generator):
+        if generator is not None and generator.device.type != "cpu":
+            raise ValueError(
+                "generator must be a CPU torch.Generator (params are drawn on the CPU), "
+                f"got one on {generator.device}"
+            )
+        return generator
+    if isinstance(generator, int) and not isinstance(generator, bool):
+        return torch.Generator().manual_seed(generator)
+    raise ValueError(f"generator must be a torch.Generator, an int seed or None, got {generator!r}")
+
+
+def check_alpha(alpha: float, name: str = "alpha") -> float:
+    if not isinstance(alpha, int | float) or isinstance(alpha, bool) or not alpha > 0:
+        raise ValueError(f"{name} must be a number > 0, got {alpha!r}")
+    return float(alpha)
+
+
+def batch_hw(batch_shape: tuple[int, ...] | torch.Size) -> tuple[int, int, int]:
+    shape = tuple(batch_shape)
+    if len(shape) != 4 or any(not isinstance(s, int) or s < 0 for s in shape):
+        raise ValueError(f"batch_shape must be (B, C, H, W), got {shape}")
+    b, _, h, w = shape
+    if b < 1 or h < 1 or w < 1:
+        raise ValueError(f"batch_shape must have B, H, W >= 1, got {shape}")
+    return b, h, w
+
+
+class MixTransform(torch.nn.Module):
+    """Base class: a random ``draw`` of ``MixParams`` and a deterministic ``apply``.
+
+    Args:
+        p: probability that a sample (``mode="elem"``) or the whole batch (``"batch"``) is
+            mixed; each draw is an independent Bernoulli(p), so the rate is exactly p.
+        mode: ``"elem"`` draws λ, box and the p-gate per sample (vectorised); ``"batch"``
+            draws one for the whole batch (timm's default, torchvision's only mode).
+        num_classes: K, required for integer class-id labels.
+        label_smoothing: s; targets become ``(1-s)*y + s/K`` before mixing (timm).
+        multilabel: labels (B, K) are independent 0/1 (or soft) entries, rows need not sum to 1.
+        pairing: partner choice, one of ``ops.PAIRINGS`` (default a random B-cycle).
+        ignore_index: mask value written where Cutout removes pixels; never treated as a class.
+        min_visibility: boxes with a smaller visible fraction are dropped.
+        generator: CPU ``torch.Generator`` or int seed; None uses torch's global RNG.
+    """
+
+    def __init__(
+        self,
+        *,
+        p: float = 1.0,
+        mode: str = "elem",
+        num_classes: int | None = None,
+        label_smoothing: float = 0.0,
+        multilabel: bool = False,
+        pairing: str = "cycle",
+        ignore_index: int = 255,
+        min_visibility: float = 0.25,
+        generator: torch.Generator | int | None = None,
+    ) -> None:
+        super().__init__()
+        if isinstance(p, bool) or not isinstance(p, int | float) or not 0.0 <= p <= 1.0:
+            raise ValueError(f"p must be a probability in [0, 1], got {p!r}")
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        if num_classes is not None and (
+            isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1
+        ):
+            raise ValueError(f"num_classes must be an int >= 1 or None, got {num_classes!r}")
+        if not 0.0 <= label_smoothing < 1.0:
+            raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing!r}")
+        if pairing not in ops.PAIRINGS:
+            raise ValueError(f"pairing must be one of {ops.PAIRINGS}, got {pairing!r}")
+        if not 0.0 <= min_visibility <= 1.0:
+            raise ValueError(f"min_visibility must be in [0, 1], got {min_visibility!r}")
+        self.p = float(p)
+        self.mode = mode
+        self.num_classes = num_classes
+        self.label_smoothing = float(label_smoothing)
+        self.multilabel = multilabel
+        self.pairing = pairing
+        self.ignore_index = ignore_index
+        self.min_visibility = float(min_visibility)
+        self.generator = make_generator(generator)
+        self.last_params: MixParams | None = None
+
+    # ----------------------------------------------------------------- random draw
+    def _draw_region(
+        self, n: int, height: int, width: int, generator: torch.Generator | None, **context: Any
+    ) -> Region:
+        raise NotImplementedError
+
+    def _extras(self) -> dict[str, Any]:
+        """Scalar fields of MixParams set by the subclass (fill, resize_mode)."""
+        return {}
+
+    def draw(
+        self,
+        batch_shape: tuple[int, ...] | torch.Size,
+        generator: torch.Generator | int | None = None,
+        **context: Any,
+    ) -> MixParams:
+        """Draw the parameters for a batch of shape (B, C, H, W) (CPU tensors).
+
+        ``generator`` overrides the module's generator for this draw.
+        """
+        b, h, w = batch_hw(batch_shape)
+        gen = self.generator if generator is None else make_generator(generator)
+        n = b if self.mode == "elem" else 1
+        perm = ops.sample_pairing(b, self.pairing, gen)
+        applied = ops.sample_bernoulli(self.p, n, gen)
+        region = self._draw_region(n, h, w, gen, perm=perm, **context)
+        return self._finish(region, applied, perm, b, (h, w))
+
+    def _finish(
+        self, region: Region, applied: Tensor, perm: Tensor, b: int, size: tuple[int, int]
+    ) -> MixParams:
+        def expand(t: Tensor | None) -> Tensor | None:
+            if t is None or t.shape[0] == b:
+                return t
+            return t.expand(b, *t.shape[1:]).clone()
+
+        applied = expand(applied)
+        kind = torch.where(applied, region.kind, torch.full_like(region.kind, Kind.NONE))
+        kind = expand(kind)
+        lam = torch.where(
+            applied, region.lam.double(), torch.ones_like(region.lam, dtype=torch.float64)
+        )
+        lam = expand(lam).float()
+        boxes = region.boxes
+        if boxes is None:
+            boxes = torch.zeros(b, 4, dtype=torch.long)
+        boxes = expand(boxes * applied.view(-1, 1))
+        mask = region.mask
+        if mask is not None:
+            mask = expand(mask & applied.view(-1, 1, 1))
+        return MixParams(kind, lam, perm, boxes, size, mask, **self._extras())
+
+    # ----------------------------------------------------------------- apply
+    def apply(
+        self,
+        params: MixParams,
+        images: Tensor | None = None,
+        labels: Tensor | None = None,
+        masks: Tensor | None = None,
+        boxes: BoxBatch | tuple[Tensor, Tensor, Tensor] | None = None,
+        *,
+        out: Tensor | None = None,
+    ) -> Mixed:
+        """Apply ``params`` to any of images (B, C, H, W), labels ((B,) int ids or (B, K)
+        one-hot/soft/multi-label), masks ((B, H, W) int ids or (B, K, H, W) float) and
+        boxes (``BoxBatch``). Labels come back as (B, K) float targets."""
+        b = params.batch_size
+        for name, t in (("images", images), ("labels", labels), ("masks", masks)):
+            if t is not None and (not isinstance(t, Tensor) or t.ndim == 0 or t.shape[0] != b):
+                got = tuple(t.shape) if isinstance(t, Tensor) else type(t).__name__
+                raise ValueError(f"{name} must have batch size {b} to match the params, got {got}")
+        mixed_images = apply_images(params, images, out=out) if images is not None else None
+        mixed_labels = None
+        if labels is not None:
+            targets = ops.to_targets(
+                labels, self.num_classes, multilabel=self.multilabel, smoothing=self.label_smoothing
+            )
+            if images is not None and images.is_floating_point():
+                targets = targets.to(images.device)
+            mixed_labels = apply_targets(params, targets)
+        mixed_masks = apply_masks(params, masks, self.ignore_index) if masks is not None else None
+        mixed_boxes = None
+        if boxes is not None:
+            mixed_boxes = apply_boxes(params, BoxBatch(*boxes), self.min_visibility)
+        return Mixed(mixed_images, mixed_labels, mixed_masks, mixed_boxes, params)
+
+    def forward(
+        self,
+        images: Tensor,
+        labels: Tensor | None = None,
+        masks: Tensor | None = None,
+        boxes: BoxBatch | None = None,
+        *,
+        params: MixParams | None = None,
+        generator: torch.Generator | int | None = None,
+    ) -> Any:
+        """Draw (unless ``params`` is given) and apply. Returns the mixed inputs in the order
+        given: ``images`` alone, or a tuple ``(images, labels[, masks][, boxes])`` of the
+        arguments that were not None. The draw is kept in ``self.last_params``."""
+        if not isinstance(images, Tensor) or images.ndim != 4:
+            got = tuple(images.shape) if isinstance(images, Tensor) else type(images).__name__
+            raise ValueError(f"images must be a tensor of shape (B, C, H, W), got {got}")
+        if params is None:
+            params = self.draw(images.shape, generator, **self._context(labels, masks))
+        self.last_params = params
+        res = self.apply(params, images, labels, masks, boxes)
+        given = [res.images] + [
+            r
+            for r, a in ((res.labels, labels), (res.masks, masks), (res.boxes, boxes))
+            if a is not None
+        ]
+        return given[0] if len(given) == 1 else tuple(given)
+
+    def _context(self, labels: Tensor | None, masks: Tensor | None) -> dict[str, Any]:
+        """Extra inputs a data-dependent draw needs (ClassMix uses the masks)."""
+        return {}
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}, mode={self.mode!r}, num_classes={self.num_classes}"

@@ -1,0 +1,53 @@
+"""Name -> mixer registry (OpenMixup-style), used by the CLI and YAML recipes."""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+from mixkit.augment.base import MixTransform
+from mixkit.augment.transforms import ClassMix, CutMix, Cutout, FMix, MixUp, MixUpCutMix, ResizeMix
+
+__all__ = ["AUGMENTS", "build_augment", "accepted_args"]
+
+AUGMENTS: dict[str, type[MixTransform] | None] = {
+    "none": None,
+    "mixup": MixUp,
+    "cutmix": CutMix,
+    "resizemix": ResizeMix,
+    "cutout": Cutout,
+    "fmix": FMix,
+    "classmix": ClassMix,
+    "mixup_cutmix": MixUpCutMix,
+}
+
+
+def accepted_args(name: str) -> set[str]:
+    """Constructor keyword names the mixer ``name`` accepts (its own and MixTransform's)."""
+    cls = _lookup(name)
+    if cls is None:
+        return set()
+    names = set(inspect.signature(cls.__init__).parameters) | set(
+        inspect.signature(MixTransform.__init__).parameters
+    )
+    return names - {"self", "kwargs"}
+
+
+def _lookup(name: str) -> type[MixTransform] | None:
+    if name not in AUGMENTS:
+        raise ValueError(f"aug must be one of {sorted(AUGMENTS)}, got {name!r}")
+    return AUGMENTS[name]
+
+
+def build_augment(name: str, **kwargs: Any) -> MixTransform | None:
+    """Build the mixer ``name`` (None for ``"none"``). Unknown keyword -> ValueError."""
+    cls = _lookup(name)
+    if cls is None:
+        return None
+    unknown = set(kwargs) - accepted_args(name)
+    if unknown:
+        raise ValueError(
+            f"aug {name!r} does not accept {sorted(unknown)}; "
+            f"it accepts {sorted(accepted_args(name))}"
+        )
+    return cls(**kwargs)

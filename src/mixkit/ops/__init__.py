@@ -1,0 +1,72 @@
+"""Pure batched tensor ops (no hidden randomness): sampling helpers take a generator,
+pixel/label/mask ops take explicit parameters."""
+
+from mixkit.ops.detection import (
+    box_areas,
+    intersect_region,
+    resize_boxes_into,
+    visible_fraction_box,
+    visible_fraction_mask,
+)
+from mixkit.ops.labels import mix_targets, one_hot, smooth, to_targets
+from mixkit.ops.masks import classmix_mask, fmix_mask, present_classes, sample_classmix_classes
+from mixkit.ops.pixels import (
+    blend,
+    box_mask,
+    cutmix,
+    cutout,
+    mask_mix,
+    mixup,
+    paste_region,
+    resize_into_boxes,
+    resize_paste,
+    resizemix,
+)
+from mixkit.ops.sampling import (
+    PAIRINGS,
+    box_area_fraction,
+    cut_size,
+    sample_bernoulli,
+    sample_beta,
+    sample_boxes,
+    sample_boxes_centred,
+    sample_boxes_inside,
+    sample_pairing,
+    sample_uniform,
+)
+
+__all__ = [
+    "PAIRINGS",
+    "blend",
+    "box_area_fraction",
+    "box_areas",
+    "box_mask",
+    "classmix_mask",
+    "cut_size",
+    "cutmix",
+    "cutout",
+    "fmix_mask",
+    "intersect_region",
+    "mask_mix",
+    "mix_targets",
+    "mixup",
+    "one_hot",
+    "paste_region",
+    "present_classes",
+    "resize_boxes_into",
+    "resize_into_boxes",
+    "resize_paste",
+    "resizemix",
+    "sample_bernoulli",
+    "sample_beta",
+    "sample_boxes",
+    "sample_boxes_centred",
+    "sample_boxes_inside",
+    "sample_classmix_classes",
+    "sample_pairing",
+    "sample_uniform",
+    "smooth",
+    "to_targets",
+    "visible_fraction_box",
+    "visible_fraction_mask",
+]

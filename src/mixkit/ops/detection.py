@@ -1,0 +1,78 @@
+"""Detection-box geometry for mixing. Boxes are float xyxy pixel coordinates (B, N, 4);
+region boxes are the (B, 4) int64 paste boxes of the pixel ops."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+__all__ = [
+    "box_areas",
+    "intersect_region",
+    "visible_fraction_box",
+    "visible_fraction_mask",
+    "resize_boxes_into",
+]
+
+
+def box_areas(boxes: Tensor) -> Tensor:
+    """(..., 4) xyxy -> (...) area (0 for degenerate boxes)."""
+    return (boxes[..., 2] - boxes[..., 0]).clamp_min(0) * (boxes[..., 3] - boxes[..., 1]).clamp_min(
+        0
+    )
+
+
+def intersect_region(boxes: Tensor, region: Tensor) -> Tensor:
+    """Clip every box (B, N, 4) to its sample's region (B, 4). Returns (B, N, 4)."""
+    r = region.to(boxes).unsqueeze(1)
+    lo = torch.maximum(boxes[..., :2], r[..., :2])
+    hi = torch.minimum(boxes[..., 2:], r[..., 2:])
+    return torch.cat([lo, torch.maximum(hi, lo)], dim=-1)
+
+
+def visible_fraction_box(boxes: Tensor, region: Tensor) -> Tensor:
+    """Fraction of each box (B, N, 4) NOT covered by its sample's region (B, 4). (B, N)."""
+    area = box_areas(boxes)
+    covered = box_areas(intersect_region(boxes, region))
+    return torch.where(area > 0, 1 - covered / area.clamp_min(1e-12), torch.zeros_like(area))
+
+
+def visible_fraction_mask(boxes: Tensor, mask: Tensor) -> Tensor:
+    """Fraction of each box's pixels where ``mask`` (B, H, W) bool is False. (B, N).
+
+    Boxes are snapped outward to the pixel grid; uses a summed-area table (vectorised).
+    """
+    b, h, w = mask.shape
+    table = torch.zeros(b, h + 1, w + 1, dtype=torch.float64, device=mask.device)
+    table[:, 1:, 1:] = (~mask).double().cumsum(1).cumsum(2)
+    x1 = boxes[..., 0].floor().clamp(0, w).long()
+    y1 = boxes[..., 1].floor().clamp(0, h).long()
+    x2 = boxes[..., 2].ceil().clamp(0, w).long()
+    y2 = boxes[..., 3].ceil().clamp(0, h).long()
+    flat = table.view(b, -1)
+
+    def at(y: Tensor, x: Tensor) -> Tensor:
+        return flat.gather(1, (y * (w + 1) + x).view(b, -1)).view_as(y)
+
+    free = at(y2, x2) - at(y1, x2) - at(y2, x1) + at(y1, x1)
+    pixels = ((x2 - x1) * (y2 - y1)).double()
+    return torch.where(pixels > 0, free / pixels.clamp_min(1), torch.zeros_like(free)).to(
+        boxes.dtype
+    )
+
+
+def resize_boxes_into(boxes: Tensor, source_size: tuple[int, int], region: Tensor) -> Tensor:
+    """Map boxes of a (Hs, Ws) source image into the region it is resized to. (B, N, 4)."""
+    hs, ws = source_size
+    r = region.to(boxes).unsqueeze(1)
+    sx = (r[..., 2] - r[..., 0]) / ws
+    sy = (r[..., 3] - r[..., 1]) / hs
+    return torch.stack(
+        [
+            r[..., 0] + boxes[..., 0] * sx,
+            r[..., 1] + boxes[..., 1] * sy,
+            r[..., 0] + boxes[..., 2] * sx,
+            r[..., 1] + boxes[..., 3] * sy,
+        ],
+        dim=-1,
+    )

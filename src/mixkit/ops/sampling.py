@@ -1,0 +1,152 @@
+"""Random draws used by the mixers. Every function takes an explicit ``torch.Generator``.
+
+All draws happen on the CPU (like kornia's ``set_rng_device_and_dtype`` default) so the
+same seed gives the same parameters whatever device the images live on.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+__all__ = [
+    "sample_beta",
+    "sample_uniform",
+    "sample_bernoulli",
+    "sample_pairing",
+    "sample_boxes",
+    "sample_boxes_inside",
+    "sample_boxes_centred",
+    "cut_size",
+    "box_area_fraction",
+    "PAIRINGS",
+]
+
+PAIRINGS = ("cycle", "roll", "flip", "random")
+
+
+def sample_beta(
+    alpha: float, n: int, generator: torch.Generator | None, beta: float | None = None
+) -> Tensor:
+    """Draw ``n`` samples of Beta(alpha, beta) (beta defaults to alpha). Returns (n,) float64.
+
+    Uses Beta = Ga/(Ga+Gb) with ``torch._standard_gamma``, which (unlike
+    ``torch.distributions.Beta``) accepts a generator.
+    """
+    b = alpha if beta is None else beta
+    ga = torch._standard_gamma(
+        torch.full((n,), float(alpha), dtype=torch.float64), generator=generator
+    )
+    gb = torch._standard_gamma(torch.full((n,), float(b), dtype=torch.float64), generator=generator)
+    total = ga + gb
+    # Both gammas can underflow to 0 for tiny alpha; Beta is then a fair coin between 0 and 1.
+    coin = (torch.rand(n, dtype=torch.float64, generator=generator) < 0.5).double()
+    return torch.where(total > 0, ga / total.clamp_min(1e-300), coin)
+
+
+def sample_uniform(low: float, high: float, n: int, generator: torch.Generator | None) -> Tensor:
+    """(n,) float64 uniform on [low, high)."""
+    return low + (high - low) * torch.rand(n, dtype=torch.float64, generator=generator)
+
+
+def sample_bernoulli(p: float, n: int, generator: torch.Generator | None) -> Tensor:
+    """(n,) bool, each True with probability ``p`` (exactly False for p=0, True for p=1)."""
+    return torch.rand(n, dtype=torch.float64, generator=generator) < p
+
+
+def sample_pairing(n: int, kind: str, generator: torch.Generator | None) -> Tensor:
+    """Partner index for each sample: ``images[perm[i]]`` is mixed into ``images[i]``. (n,) int64.
+
+    - ``cycle``: a uniformly random n-cycle, so no sample is paired with itself when n > 1
+      (works for odd n, unlike timm's flip, and does not rely on a pre-shuffled batch,
+      unlike torchvision's roll).
+    - ``roll``: ``i -> i-1`` (torchvision v2 ``batch.roll(1, 0)``).
+    - ``flip``: ``i -> n-1-i`` (timm ``x.flip(0)``); the middle sample of an odd batch pairs
+      with itself.
+    - ``random``: ``torch.randperm`` (kornia); fixed points are possible.
+    """
+    if kind == "roll":
+        return torch.arange(n).roll(1)
+    if kind == "flip":
+        return torch.arange(n - 1, -1, -1)
+    if kind == "random":
+        return torch.randperm(n, generator=generator)
+    if kind == "cycle":
+        order = torch.randperm(n, generator=generator)
+        perm = torch.empty(n, dtype=torch.long)
+        perm[order] = order.roll(-1)
+        return perm
+    raise ValueError(f"pairing must be one of {PAIRINGS}, got {kind!r}")
+
+
+def cut_size(area: Tensor, height: int, width: int) -> tuple[Tensor, Tensor]:
+    """Side lengths of a box covering fraction ``area`` (B,) of an HxW image, same aspect.
+
+    ``h = round(H*sqrt(area))``, ``w = round(W*sqrt(area))`` (CutMix, Yun et al. 2019, eq. 2;
+    rounding rather than truncation so the box is not biased small). Returns int64 (B,), (B,).
+    """
+    ratio = area.double().clamp(0, 1).sqrt()
+    h = torch.round(ratio * height).long().clamp(0, height)
+    w = torch.round(ratio * width).long().clamp(0, width)
+    return h, w
+
+
+def sample_boxes(
+    area: Tensor, height: int, width: int, generator: torch.Generator | None
+) -> Tensor:
+    """CutMix boxes covering fraction ``area`` (B,) before clipping; see ``sample_boxes_centred``.
+
+    Returns (B, 4) int64 boxes ``x1, y1, x2, y2`` with exclusive ends.
+    """
+    h, w = cut_size(area, height, width)
+    return sample_boxes_centred(h, w, height, width, generator)
+
+
+def sample_boxes_centred(
+    box_h: Tensor, box_w: Tensor, height: int, width: int, generator: torch.Generator | None
+) -> Tensor:
+    """Boxes of side (box_h, box_w) with centre uniform over ALL pixels, clipped to the image.
+
+    The centre ``(cy, cx)`` is drawn with ``torch.randint(0, H)`` / ``(0, W)``: every row and
+    column, the last included (the upper bound of randint is exclusive; timm #2739 and kornia
+    #4730 missed the last positions). The top-left is ``c - size//2``, then the box is clipped
+    as in CutMix's reference ``rand_bbox`` (Yun et al. 2019), so the realised area can be
+    smaller than requested: λ must be recomputed from the box. Returns (B, 4) int64 xyxy.
+    """
+    n = box_h.shape[0]
+    cy = torch.randint(0, height, (n,), generator=generator)
+    cx = torch.randint(0, width, (n,), generator=generator)
+    y1 = cy - box_h // 2
+    x1 = cx - box_w // 2
+    boxes = torch.stack([x1, y1, x1 + box_w, y1 + box_h], dim=1)
+    return torch.stack(
+        [
+            boxes[:, 0].clamp(0, width),
+            boxes[:, 1].clamp(0, height),
+            boxes[:, 2].clamp(0, width),
+            boxes[:, 3].clamp(0, height),
+        ],
+        dim=1,
+    )
+
+
+def sample_boxes_inside(
+    box_h: Tensor, box_w: Tensor, height: int, width: int, generator: torch.Generator | None
+) -> Tensor:
+    """Boxes of the given sizes placed fully inside the image, top-left uniform over all
+    ``(H-h+1) x (W-w+1)`` valid positions (the last one included). Returns (B, 4) int64 xyxy.
+    """
+    n = box_h.shape[0]
+    u = torch.rand(n, 2, dtype=torch.float64, generator=generator)
+    y1 = torch.floor(u[:, 0] * (height - box_h + 1).double()).long()
+    x1 = torch.floor(u[:, 1] * (width - box_w + 1).double()).long()
+    # u < 1 strictly, so floor(u * k) <= k - 1 always; the clamp only guards rounding.
+    y1 = torch.minimum(y1, height - box_h)
+    x1 = torch.minimum(x1, width - box_w)
+    return torch.stack([x1, y1, x1 + box_w, y1 + box_h], dim=1)
+
+
+def box_area_fraction(boxes: Tensor, height: int, width: int) -> Tensor:
+    """Fraction of the HxW image covered by each (B, 4) xyxy box. (B,) float64."""
+    area = (boxes[:, 2] - boxes[:, 0]).clamp_min(0) * (boxes[:, 3] - boxes[:, 1]).clamp_min(0)
+    return area.double() / float(height * width)
