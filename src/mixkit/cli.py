@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -13,10 +14,10 @@ from typing import Any
 from mixkit import __version__
 from mixkit.config import TrainConfig, build_config, load_yaml, parse_overrides
 
-__all__ = ["main", "build_parser"]
+__all__ = ["main", "build_parser", "add_config_flags", "add_common_flags", "config_from_args"]
 
 
-def _add_config_flags(
+def add_config_flags(
     parser: argparse.ArgumentParser, cls: type, skip: set[str] = frozenset()
 ) -> None:
     """One flag per dataclass field; defaults are None so only given flags override."""
@@ -49,7 +50,7 @@ def _add_config_flags(
             )
 
 
-def _add_common(parser: argparse.ArgumentParser) -> None:
+def add_common_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", help="YAML recipe file")
     parser.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key")
     parser.add_argument("--debug", action="store_true", help="show tracebacks on error")
@@ -61,17 +62,21 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p_train = sub.add_parser("train", help="train a classifier with a mixing augmentation")
-    _add_config_flags(p_train, TrainConfig)
-    _add_common(p_train)
+    add_config_flags(p_train, TrainConfig)
+    add_common_flags(p_train)
 
     p_show = sub.add_parser("show", help="render a grid of mixed samples without training")
-    _add_config_flags(p_show, TrainConfig)
-    _add_common(p_show)
+    add_config_flags(p_show, TrainConfig)
+    add_common_flags(p_show)
     p_show.add_argument("--output", default=None, help="PNG path (default OUT/mixed_samples.png)")
+    p_train.set_defaults(func=_cmd_train)
+    p_show.set_defaults(func=_cmd_show)
+    for module in COMMAND_MODULES:
+        importlib.import_module(module).add_parser(sub)
     return parser
 
 
-def _config(args: argparse.Namespace, cls: type) -> Any:
+def config_from_args(args: argparse.Namespace, cls: type) -> Any:
     layers: list[dict[str, Any]] = []
     if args.config:
         layers.append(load_yaml(args.config))
@@ -84,7 +89,7 @@ def _config(args: argparse.Namespace, cls: type) -> Any:
 def _cmd_train(args: argparse.Namespace) -> int:
     from mixkit.recipes import classify
 
-    cfg = _config(args, TrainConfig)
+    cfg = config_from_args(args, TrainConfig)
     summary = classify.run(cfg)
     print(
         f"done: test_acc {summary['test_acc']:.4f}  test_loss {summary['test_loss']:.4f}  "
@@ -99,7 +104,7 @@ def _cmd_show(args: argparse.Namespace) -> int:
     from mixkit import data, plots
     from mixkit.recipes.classify import build_mixer
 
-    cfg = _config(args, TrainConfig)
+    cfg = config_from_args(args, TrainConfig)
     ds = data.load_dataset(cfg.dataset, cfg.data_root, seed=cfg.seed)
     mixer = build_mixer(cfg, ds.num_classes)
     path = Path(args.output) if args.output else Path(cfg.out) / "mixed_samples.png"
@@ -108,14 +113,16 @@ def _cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"train": _cmd_train, "show": _cmd_show}
+# Each module defines ``add_parser(subparsers)`` that adds its sub-command(s) and calls
+# ``set_defaults(func=handler)``; handler(args) -> exit code. Config flags: ``add_config_flags``.
+COMMAND_MODULES: list[str] = []
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return COMMANDS[args.command](args)
+        return args.func(args)
     except (ValueError, FileNotFoundError, KeyError) as e:
         if getattr(args, "debug", False):
             raise

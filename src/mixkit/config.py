@@ -44,6 +44,23 @@ class TrainConfig:
     progress: bool = True
     grid_samples: int = 16
 
+    def __post_init__(self) -> None:
+        # Checked here so a bad value fails before data loading, whatever the aug.
+        if not 0.0 <= self.p <= 1.0:
+            raise ValueError(f"p must be a probability in [0, 1], got {self.p!r}")
+        for name in ("alpha", "lr", "rm_alpha"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be a number > 0, got {getattr(self, name)!r}")
+        for name in ("epochs", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be an int >= 1, got {getattr(self, name)!r}")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing!r}")
+        if self.mode not in ("elem", "batch"):
+            raise ValueError(f"mode must be 'elem' or 'batch', got {self.mode!r}")
+        if self.rm_omega < 0:
+            raise ValueError(f"rm_omega must be >= 0, got {self.rm_omega!r}")
+
 
 BUNDLED = Path(__file__).parent / "recipes"
 

@@ -114,7 +114,7 @@ def run(cfg: TrainConfig) -> dict[str, Any]:
             loss.backward()
             optimizer.step()
             step += 1
-            loss_sum += float(loss) * len(y)
+            loss_sum += float(loss.detach()) * len(y)
             seen += len(y)
             bar.set_postfix(loss=f"{loss_sum / seen:.4f}")
         result = evaluate(model, test_batches(), device)
