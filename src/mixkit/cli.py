@@ -115,7 +115,7 @@ def _cmd_show(args: argparse.Namespace) -> int:
 
 # Each module defines ``add_parser(subparsers)`` that adds its sub-command(s) and calls
 # ``set_defaults(func=handler)``; handler(args) -> exit code. Config flags: ``add_config_flags``.
-COMMAND_MODULES: list[str] = []
+COMMAND_MODULES: list[str] = ["mixkit.recipes.experiment"]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
