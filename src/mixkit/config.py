@@ -32,9 +32,9 @@ class TrainConfig:
     rm_alpha: float = 0.5
     rm_omega: float = 0.1
     crop_flip: bool = False
-    epochs: int = 8
+    epochs: int = 12
     batch_size: int = 128
-    lr: float = 0.05
+    lr: float = 0.1
     momentum: float = 0.9
     weight_decay: float = 5e-4
     warmup_epochs: float = 0.0
