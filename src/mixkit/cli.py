@@ -101,21 +101,30 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _cmd_show(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from mixkit import data, plots
+    from mixkit import data, plots, recursive
     from mixkit.recipes.classify import build_mixer
 
     cfg = config_from_args(args, TrainConfig)
     ds = data.load_dataset(cfg.dataset, cfg.data_root, seed=cfg.seed)
     mixer = build_mixer(cfg, ds.num_classes)
     path = Path(args.output) if args.output else Path(cfg.out) / "mixed_samples.png"
-    plots.save_mix_grid_for(ds, mixer, max(cfg.grid_samples, 1), path, seed=cfg.seed)
+    save_grid = plots.save_mix_grid_for
+    if isinstance(mixer, recursive.RecursiveMix):  # needs a history: shows a few steps
+        save_grid = recursive.save_mix_grid_for
+    save_grid(ds, mixer, max(cfg.grid_samples, 1), path, seed=cfg.seed)
     print(f"wrote {path}")
     return 0
 
 
 # Each module defines ``add_parser(subparsers)`` that adds its sub-command(s) and calls
 # ``set_defaults(func=handler)``; handler(args) -> exit code. Config flags: ``add_config_flags``.
-COMMAND_MODULES: list[str] = ["mixkit.recipes.experiment"]
+COMMAND_MODULES: list[str] = [
+    "mixkit.recipes.experiment",
+    "mixkit.recipes.semiseg",
+    "mixkit.recipes.distill",
+    "mixkit.recipes.plot",
+    "mixkit.recipes.bench",
+]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -126,7 +135,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, FileNotFoundError, KeyError) as e:
         if getattr(args, "debug", False):
             raise
-        print(f"mixkit {args.command}: error: {e}", file=sys.stderr)
+        message = " ".join(str(e).split())  # always one line
+        print(f"mixkit {args.command}: error: {message}", file=sys.stderr)
         return 2
 
 

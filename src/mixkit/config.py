@@ -31,6 +31,8 @@ class TrainConfig:
     resizemix_scope: tuple[float, float] = (0.1, 0.8)
     rm_alpha: float = 0.5
     rm_omega: float = 0.1
+    rm_interpolation: str = "nearest"
+    rm_per_sample: bool = False
     crop_flip: bool = False
     epochs: int = 12
     batch_size: int = 128
@@ -43,6 +45,9 @@ class TrainConfig:
     out: str = "runs/train"
     progress: bool = True
     grid_samples: int = 16
+    resume: bool = False  # continue from OUT/checkpoints/last.pt (mid-epoch included)
+    checkpoint_every: int = 0  # also checkpoint every N optimiser steps (0: epoch ends only)
+    sync_bn: bool = True  # under torchrun: BatchNorm statistics over the global batch
 
     def __post_init__(self) -> None:
         # Checked here so a bad value fails before data loading, whatever the aug.
@@ -51,6 +56,8 @@ class TrainConfig:
         for name in ("alpha", "lr", "rm_alpha"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be a number > 0, got {getattr(self, name)!r}")
+        if self.checkpoint_every < 0:
+            raise ValueError(f"checkpoint_every must be an int >= 0, got {self.checkpoint_every!r}")
         for name in ("epochs", "batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be an int >= 1, got {getattr(self, name)!r}")
@@ -60,6 +67,12 @@ class TrainConfig:
             raise ValueError(f"mode must be 'elem' or 'batch', got {self.mode!r}")
         if self.rm_omega < 0:
             raise ValueError(f"rm_omega must be >= 0, got {self.rm_omega!r}")
+        if self.rm_alpha > 1:
+            raise ValueError(f"rm_alpha is an area fraction in (0, 1], got {self.rm_alpha!r}")
+        if self.rm_interpolation not in ("nearest", "bilinear"):
+            raise ValueError(
+                f"rm_interpolation must be 'nearest' or 'bilinear', got {self.rm_interpolation!r}"
+            )
 
 
 BUNDLED = Path(__file__).parent / "recipes"
@@ -76,8 +89,11 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
         raise FileNotFoundError(f"config file not found: {path} (bundled recipes: {bundled})")
     try:
         data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        raise ValueError(f"config file {path} is not valid YAML: {e}") from e
+    except yaml.YAMLError as e:  # one line: the problem and where (the CLI prints one line)
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(e, "problem", None) or " ".join(str(e).split())
+        raise ValueError(f"config file {path} is not valid YAML{where}: {problem}") from e
     if data is None:
         return {}
     if not isinstance(data, dict):

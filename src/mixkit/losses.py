@@ -31,7 +31,8 @@ def soft_target_cross_entropy(logits: Tensor, target: Tensor, reduction: str = "
 
 def binary_cross_entropy_soft(logits: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:
     """Per-class sigmoid BCE for multi-label / soft targets in [0, 1]; summed over classes,
-    averaged over the batch. ``logits``/``target``: (B, K)."""
+    averaged over the batch. ``logits``/``target``: (B, K) float. Returns a float scalar
+    (``reduction="none"``: (B,))."""
     if target.shape != logits.shape:
         raise ValueError(
             f"target must match logits shape {tuple(logits.shape)}, got {tuple(target.shape)}"
@@ -46,7 +47,9 @@ def kl_div_with_temperature(
     temperature: float = 4.0,
     reduction: str = "mean",
 ) -> Tensor:
-    """Hinton KD term ``T^2 * KL(softmax(t/T) || softmax(s/T))`` per sample (batch-mean)."""
+    """Hinton KD term ``T^2 * KL(softmax(t/T) || softmax(s/T))`` per sample (batch-mean).
+
+    student_logits, teacher_logits: (B, K) float. Returns a float scalar (``"none"``: (B,))."""
     if temperature <= 0:
         raise ValueError(f"temperature must be > 0, got {temperature}")
     if student_logits.shape != teacher_logits.shape:
@@ -71,10 +74,16 @@ def _reduce(loss: Tensor, reduction: str) -> Tensor:
 
 
 class SoftTargetCrossEntropy(nn.Module):
+    """Module form of :func:`soft_target_cross_entropy`: (B, K) float logits and (B, K)
+    float targets (or (B,) int64 ids) -> float scalar (timm's ``SoftTargetCrossEntropy``)."""
+
     def forward(self, logits: Tensor, target: Tensor) -> Tensor:
         return soft_target_cross_entropy(logits, target)
 
 
 class BinaryCrossEntropySoft(nn.Module):
+    """Module form of :func:`binary_cross_entropy_soft`: (B, K) float logits and targets
+    -> float scalar."""
+
     def forward(self, logits: Tensor, target: Tensor) -> Tensor:
         return binary_cross_entropy_soft(logits, target)

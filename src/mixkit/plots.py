@@ -12,7 +12,13 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 from torch import Tensor  # noqa: E402
 
-__all__ = ["save_mix_grid", "save_mix_grid_for", "label_text"]
+__all__ = [
+    "save_mix_grid",
+    "save_mix_grid_for",
+    "label_text",
+    "read_metrics",
+    "save_training_curves",
+]
 
 
 def label_text(target: Tensor, top: int = 2, names: list[str] | None = None) -> str:
@@ -49,7 +55,8 @@ def save_mix_grid(
         img = images[i].float()
         if images.dtype == torch.uint8:
             img = img / 255.0
-        img = img.clamp(0, 1).permute(1, 2, 0)
+        # numpy, not a tensor: matplotlib's np.array(x, copy=...) on a tensor warns (numpy 2).
+        img = img.clamp(0, 1).permute(1, 2, 0).numpy()
         if img.shape[2] == 1:
             ax.imshow(img[..., 0], cmap="gray", vmin=0, vmax=1)
         else:
@@ -89,3 +96,78 @@ def save_mix_grid_for(ds: Any, mixer: Any, n: int, path: str | Path, *, seed: in
         path,
         title=f"{type(mixer).__name__} (λ = kept fraction)",
     )
+
+
+def read_metrics(path: str | Path) -> dict[str, list[float]]:
+    """Numeric columns of a ``metrics.csv`` written by any mixkit trainer: ``{column:
+    values}`` (non-numeric columns, e.g. semiseg's ``active``, are left out; empty cells are
+    NaN). Raises FileNotFoundError / ValueError for a missing or empty file."""
+    import csv
+    import math
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"metrics file not found: {path}")
+    with path.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    if not rows:
+        raise ValueError(f"{path} holds no rows")
+    out: dict[str, list[float]] = {}
+    for key in rows[0]:
+        values = []
+        for r in rows:
+            cell = (r.get(key) or "").strip()
+            try:
+                values.append(float(cell) if cell else math.nan)
+            except ValueError:
+                break
+        else:
+            out[key] = values
+    return out
+
+
+def _panel(key: str) -> str:
+    k = key.lower()
+    if "loss" in k:
+        return "loss"
+    if "acc" in k or "iou" in k:
+        return "accuracy / mIoU"
+    if k == "lr":
+        return "learning rate"
+    return "other"
+
+
+def save_training_curves(
+    metrics: str | Path | dict[str, list[float]], path: str | Path, *, title: str | None = None
+) -> Path:
+    """Training curves of a run: one panel each for losses, accuracies / mIoU, the learning
+    rate and any other numeric column (distances, pass rates...), against ``epoch`` (else
+    ``step``, else the row index). ``metrics``: a CSV path or :func:`read_metrics` output."""
+    cols = read_metrics(metrics) if isinstance(metrics, str | Path) else dict(metrics)
+    xkey = next((k for k in ("epoch", "step") if k in cols), None)
+    n = len(next(iter(cols.values()), []))
+    xs = cols[xkey] if xkey else list(range(1, n + 1))
+    skip = {"epoch", "step", "time_s", "epoch_time_s", "wall_time_s"}
+    panels: dict[str, list[str]] = {}
+    for key in cols:
+        if key not in skip:
+            panels.setdefault(_panel(key), []).append(key)
+    if not panels:
+        raise ValueError("metrics hold no numeric column to plot")
+    order = [p for p in ("loss", "accuracy / mIoU", "learning rate", "other") if p in panels]
+    fig, axes = plt.subplots(1, len(order), figsize=(4.2 * len(order), 3.4), squeeze=False)
+    for ax, name in zip(axes[0], order, strict=True):
+        for key in panels[name]:
+            ax.plot(xs, cols[key], marker="o" if n <= 30 else None, ms=3, lw=1.4, label=key)
+        ax.set_xlabel(xkey or "row")
+        ax.set_title(name, fontsize=10)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -80,16 +80,46 @@ def evaluate(
     return {"acc": correct / total, "loss": loss_sum / total}
 
 
-class MetricsWriter:
-    """Append rows of scalars to ``metrics.csv`` (header from the first row's keys)."""
+def _tensorboard_writer(path: Path, enabled: bool | None) -> Any:
+    """A ``SummaryWriter`` in ``path.parent / "tensorboard"`` when TensorBoard logging is on
+    (``enabled``, or env ``MIXKIT_TENSORBOARD=1`` when None) and the optional ``tensorboard``
+    package imports; otherwise None (one warning if it was asked for but is missing)."""
+    if enabled is None:
+        enabled = os.environ.get("MIXKIT_TENSORBOARD", "").lower() in ("1", "true", "yes", "on")
+    if not enabled:
+        return None
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        import warnings
 
-    def __init__(self, path: str | Path) -> None:
+        warnings.warn(
+            "TensorBoard logging was requested but the optional 'tensorboard' package is not "
+            "installed (pip install tensorboard); writing the CSV only",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        return None
+    return SummaryWriter(log_dir=str(path.parent / "tensorboard"), filename_suffix="." + path.stem)
+
+
+class MetricsWriter:
+    """Append rows of scalars to ``metrics.csv`` (header from the first row's keys).
+
+    ``tensorboard=True`` (or env ``MIXKIT_TENSORBOARD=1`` when None) also logs every numeric
+    value as a TensorBoard scalar ``<csv stem>/<key>`` (step: the row's ``step``, else its
+    ``epoch``, else the row count) under ``<csv folder>/tensorboard``; needs the optional
+    ``tensorboard`` package and is skipped with a warning without it."""
+
+    def __init__(self, path: str | Path, tensorboard: bool | None = None) -> None:
         self.path = Path(path)
         self.fields: list[str] | None = None
         if self.path.exists():
             with self.path.open() as f:
                 header = f.readline().strip()
             self.fields = header.split(",") if header else None
+        self._tb = _tensorboard_writer(self.path, tensorboard)
+        self._rows = 0
 
     def write(self, row: dict[str, Any]) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -99,6 +129,20 @@ class MetricsWriter:
                 csv.DictWriter(f, self.fields).writeheader()
         with self.path.open("a", newline="") as f:
             csv.DictWriter(f, self.fields, extrasaction="ignore").writerow(row)
+        self._rows += 1
+        if self._tb is not None:
+            step = int(row.get("step", row.get("epoch", self._rows)))
+            for key, value in row.items():
+                if key not in ("step", "epoch") and isinstance(value, int | float):
+                    if not isinstance(value, bool):
+                        self._tb.add_scalar(f"{self.path.stem}/{key}", value, step)
+            self._tb.flush()
+
+    def close(self) -> None:
+        """Close the TensorBoard writer (the CSV is closed after every row)."""
+        if self._tb is not None:
+            self._tb.close()
+            self._tb = None
 
 
 def _fsync_dir(path: Path) -> None:
@@ -142,13 +186,20 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # truncated zip, foreign pickle, refused global...
-        raise ValueError(f"checkpoint {path} is corrupt or not a mixkit checkpoint: {e}") from e
+        detail = " ".join(str(e).split())  # one line; torch's weights_only advice is dropped
+        if "Weights only load failed" in detail:
+            core = detail.split("trusted source.", 1)[-1].split(" Check the documentation")[0]
+            core = core.split("WeightsUnpickler error:", 1)[-1].strip()
+            detail = f"refused by weights_only loading: {core}"
+        msg = f"checkpoint {path} is corrupt or not a mixkit checkpoint: {detail}"
+        raise ValueError(msg) from e
     if not isinstance(ckpt, dict) or "model" not in ckpt:
         raise ValueError(f"checkpoint {path} has no 'model' entry: not a mixkit checkpoint")
     return ckpt
 
 
 def write_json(obj: Any, path: str | Path) -> None:
+    """Write ``obj`` as indented, key-sorted JSON via a temp file and rename (atomic)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")

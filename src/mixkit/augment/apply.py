@@ -14,6 +14,7 @@ from torch import Tensor
 
 from mixkit import ops
 from mixkit.augment.params import Kind, MixParams
+from mixkit.ops import _fast
 
 __all__ = ["BoxBatch", "apply_images", "apply_targets", "apply_masks", "apply_boxes"]
 
@@ -38,63 +39,124 @@ def _is(params: MixParams, *kinds: Kind) -> Tensor:
     return out
 
 
-def _region(params: MixParams, device: torch.device) -> Tensor:
-    """(B, 1, H, W) bool: pixels taken from the partner (or filled) for region kinds."""
-    h, w = params.size
-    present = params.kinds()
-    region = torch.zeros(params.batch_size, 1, h, w, dtype=torch.bool, device=device)
+def _present(params: MixParams) -> set[int]:
+    """The kinds present (as ints; ``Kind`` members compare and hash equal). One CPU op."""
+    return set(params.kind.tolist())
+
+
+def _mix(params: MixParams, x: Tensor, dst: Tensor, fill: float | None) -> Tensor:
+    """Write ``x`` (B, C, H, W) float/uint8 images, or (B, 1, H, W) integer maps, mixed with
+    ``params`` into ``dst`` (which may be ``x``).
+
+    Semantics (the plain reference, kept bit for bit by ``ops._fast``): region pixels -- the
+    box of CROP/RESIZE/FILL samples, ``params.mask`` of MASK samples -- are taken from the
+    partner ``x[perm]`` (RESIZE: the partner resized into the box, FILL: ``fill``); BLEND
+    samples are ``lerp(x, x[perm], 1 - lam)`` (integers: ``round(x*(1-w) + p*w)``).
+    """
+    present = _present(params)
+    if present <= {Kind.NONE}:
+        return _fast.copy_into(x, dst)
+    kind = params.kind
+    kinds = present - {Kind.NONE}
+    gated = Kind.NONE in present
+    if Kind.MASK in kinds and params.mask is None:
+        raise ValueError("params.mask is required for MASK samples")
+    if len(kinds) == 1:  # one mixer (any mode): the dedicated fast path
+        k = next(iter(kinds))
+        active = (kind == k) if gated else None
+        if k == Kind.BLEND:
+            lam = params.lam if active is None else torch.where(active, params.lam, 1.0)
+            return _fast.mixup_into(x, dst, lam, params.perm)
+        if k == Kind.MASK:
+            mask = params.mask if active is None else params.mask & active.view(-1, 1, 1)
+            return _fast.mask_into(x, dst, mask, params.perm)
+        boxes = params.boxes if active is None else params.boxes * active.view(-1, 1)
+        if k == Kind.CROP:
+            return _fast.paste_into(x, dst, boxes, params.perm, None)
+        if k == Kind.RESIZE:
+            return _fast.resize_into(x, dst, boxes, params.resize_mode, params.perm, None)
+        if fill is None:
+            return _fast.copy_into(x, dst)
+        return _fast.fill_into(x, dst, boxes, fill)
+    return _mix_general(params, x, dst, fill, present)
+
+
+def _mix_general(
+    params: MixParams, x: Tensor, dst: Tensor, fill: float | None, present: set[int]
+) -> Tensor:
+    """Several kinds in one batch (``RandomChoice`` per sample): one weight map (region
+    0/1, BLEND ``1 - lam``) and a per-block source (partner, resized partner, fill)."""
+    b, _, h, w = x.shape
+    dev = x.device
+    kind = params.kind
+    select = Kind.BLEND not in present
+    if x.is_floating_point():
+        wdtype = x.dtype
+    else:
+        wdtype = x.dtype if select else torch.float32
+    weight: Tensor | None = None
     if present & set(_BOX_KINDS):
-        region = ops.box_mask(params.boxes, h, w, device) & _is(params, *_BOX_KINDS).to(
-            device
-        ).view(-1, 1, 1, 1)
+        is_box = _is(params, *_BOX_KINDS)
+        weight = _fast.box_weight(params.boxes * is_box.view(-1, 1), h, w, wdtype, dev)
     if Kind.MASK in present:
-        if params.mask is None:
-            raise ValueError("params.mask is required for MASK samples")
-        is_mask = (params.kind == Kind.MASK).to(device).view(-1, 1, 1, 1)
-        region = region | (params.mask.to(device).unsqueeze(1) & is_mask)
-    return region
-
-
-def _per_sample(select: Tensor, a: Tensor, b: Tensor) -> Tensor:
-    """``a`` where select[i] else ``b``, for (B, ...) tensors."""
-    return torch.where(select.to(a.device).view(-1, *([1] * (a.ndim - 1))), a, b)
-
-
-def _source(params: MixParams, partner: Tensor, fill: Tensor | float | None) -> Tensor:
-    """What region pixels are taken from: partner, resized partner, or the fill value."""
-    present = params.kinds()
-    source = partner
+        mw = _fast.mask_weight(params.mask & (kind == Kind.MASK).view(-1, 1, 1), wdtype, dev)
+        if weight is None:
+            weight = mw
+        else:
+            weight = weight + mw if wdtype.is_floating_point else weight | mw
+    if not select:
+        # BLEND samples: 1 - lam (computed like ops.mixup), region samples: 0/1.
+        lam = params.lam.to(_fast.blend_dtype(params.lam.dtype, x.dtype))
+        bw = ((1 - lam) * (kind == Kind.BLEND)).to(dev).to(wdtype).view(-1, 1, 1, 1)
+        weight = bw if weight is None else weight + bw
+    assert weight is not None
+    partner = _fast.partner_source(x, params.perm, dst)
+    plan = None
+    is_resize = kind == Kind.RESIZE
     if Kind.RESIZE in present:
-        resized = ops.resize_into_boxes(partner, params.boxes, params.size, params.resize_mode)
-        only = present <= {Kind.RESIZE, Kind.NONE}
-        source = resized if only else _per_sample(params.kind == Kind.RESIZE, resized, source)
-    if Kind.FILL in present and fill is not None:
-        value = torch.full((), fill, dtype=partner.dtype, device=partner.device).expand_as(partner)
-        only = present <= {Kind.FILL, Kind.NONE}
-        source = value if only else _per_sample(params.kind == Kind.FILL, value, source)
-    return source
+        boxes = params.boxes
+        if params.resize_mode == "nearest":  # identity map for the other samples
+            full = torch.tensor([0, 0, w, h], dtype=boxes.dtype)
+            boxes = torch.where(is_resize.view(-1, 1), boxes, full)
+        plan = _fast.resize_plan(boxes, (h, w), (h, w), params.resize_mode, dev)
+    fill_rows = kind == Kind.FILL if (Kind.FILL in present and fill is not None) else None
+    fill_value = None
+    if fill_rows is not None:
+        fill_value = torch.full((), fill, dtype=x.dtype, device=dev)
+
+    def source(s: int, e: int) -> Tensor:
+        blk = partner(s, e)
+        if plan is not None:
+            resized = _fast.resize_block(blk, *plan(s, e), (h, w))
+            if params.resize_mode != "nearest":
+                resized = torch.where(is_resize[s:e].to(dev).view(-1, 1, 1, 1), resized, blk)
+            blk = resized
+        if fill_rows is not None:
+            idx = fill_rows[s:e].nonzero().flatten()
+            if idx.numel():
+                blk.index_fill_(0, idx.to(dev), fill_value)
+        return blk
+
+    return _fast.mix_blocks(x, dst, weight, select, source)
 
 
-def apply_images(params: MixParams, images: Tensor, *, out: Tensor | None = None) -> Tensor:
-    """Mix a batch of images (B, C, H, W) float or uint8 with ``params``. Returns a new tensor
-    (or ``out``); the input is never modified."""
+def apply_images(
+    params: MixParams,
+    images: Tensor,
+    *,
+    out: Tensor | None = None,
+    inplace: bool = False,
+) -> Tensor:
+    """Mix a batch of images (B, C, H, W) float or uint8 with ``params``.
+
+    Returns a new tensor; with ``out=`` the result is written into that preallocated tensor
+    (same shape, dtype, device) and with ``inplace=True`` into ``images`` itself -- no
+    allocation after the first call (``ops._fast``). Otherwise the input is never modified.
+    """
     ops.pixels._check_images(images)
     params.check(images.shape[0], tuple(images.shape[-2:]))
-    present = params.kinds()
-    if present <= {Kind.NONE}:
-        return images.clone() if out is None else out.copy_(images)
-    partner = images.index_select(0, params.perm.to(images.device))
-    source = _source(params, partner, params.fill)
-    region = _region(params, images.device)
-    if Kind.BLEND in present:
-        blend_w = (1 - params.lam).to(images.device).view(-1, 1, 1, 1)
-        weight = torch.where(
-            (params.kind == Kind.BLEND).to(images.device).view(-1, 1, 1, 1),
-            blend_w,
-            region.to(blend_w.dtype),
-        )
-        return ops.blend(images, source, weight, out=out)
-    return ops.blend(images, source, region, out=out)
+    dst = _fast.destination(images, out, inplace)
+    return _mix(params, images, dst, params.fill)
 
 
 def apply_targets(params: MixParams, targets: Tensor) -> Tensor:
@@ -125,23 +187,21 @@ def apply_masks(params: MixParams, masks: Tensor, ignore_index: int = 255) -> Te
             f"(B, K, H, W) of probabilities, got {masks.dtype} {tuple(masks.shape)}"
         )
     params.check(masks.shape[0], tuple(masks.shape[-2:]), "masks")
-    present = params.kinds()
-    if Kind.BLEND in present:
+    if Kind.BLEND in _present(params):
         raise ValueError(
             "masks: MixUp (BLEND) cannot mix integer class-id masks; "
             "pass (B, K, H, W) float probability maps instead"
         )
-    if present <= {Kind.NONE}:
-        return masks.clone()
-    partner = masks.index_select(0, params.perm.to(masks.device)).unsqueeze(1)
-    source = _source(params, partner, float(ignore_index))
-    region = _region(params, masks.device)
-    return torch.where(region, source, masks.unsqueeze(1)).squeeze(1)
+    if params.resize_mode != "nearest":  # class ids are never interpolated: nearest for maps
+        params = params.replace(resize_mode="nearest")
+    maps = masks.unsqueeze(1)
+    return _mix(params, maps, torch.empty_like(maps), float(ignore_index)).squeeze(1)
 
 
 def apply_boxes(params: MixParams, boxes: BoxBatch, min_visibility: float = 0.25) -> BoxBatch:
-    """Mix detection boxes consistently with the images. Returns a BoxBatch with 2N slots:
-    the image's own boxes, then the partner's.
+    """Mix detection boxes consistently with the images. boxes: ``BoxBatch`` of (B, N, 4)
+    float xyxy pixels, (B, N) int64 labels, (B, N) bool valid. Returns a BoxBatch with 2N
+    slots: the image's own boxes, then the partner's (dropped boxes: valid False, zeros).
 
     - Own boxes stay unchanged and are dropped (valid=False) when less than
       ``min_visibility`` of their area remains visible after the paste.
@@ -159,6 +219,14 @@ def apply_boxes(params: MixParams, boxes: BoxBatch, min_visibility: float = 0.25
             f"got {tuple(labels.shape)} and {valid.dtype} {tuple(valid.shape)}"
         )
     xyxy = xyxy.float()
+    h, w = params.size
+    x1, y1, x2, y2 = (xyxy[..., i] for i in range(4))
+    ok = (0 <= x1) & (x1 <= x2) & (x2 <= w) & (0 <= y1) & (y1 <= y2) & (y2 <= h)
+    if not bool((ok | ~valid.to(ok.device)).all()):
+        raise ValueError(
+            f"boxes.boxes must be xyxy pixels with 0 <= x1 <= x2 <= {w} and 0 <= y1 <= y2 <= {h} "
+            "for every valid box (negative, oversized, flipped or NaN boxes found)"
+        )
     device = xyxy.device
     kind = params.kind.to(device)[:, None]
     region = params.boxes.to(device)

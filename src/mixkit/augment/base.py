@@ -18,7 +18,10 @@ MODES = ("batch", "elem")
 
 
 class Mixed(NamedTuple):
-    """Outputs of ``MixTransform.apply``; fields not given are None."""
+    """Outputs of ``MixTransform.apply``; fields not given are None.
+
+    images (B, C, H, W) (input dtype), labels (B, K) float32 targets, masks (B, H, W) int
+    or (B, K, H, W) float (input dtype), boxes a ``BoxBatch`` with 2N slots per image."""
 
     images: Tensor | None
     labels: Tensor | None
@@ -29,12 +32,24 @@ class Mixed(NamedTuple):
 
 @dataclass
 class Region:
-    """What a subclass draws for n independent draws (n = B, or 1 in batch mode)."""
+    """What a subclass draws for n independent draws (n = B, or 1 in batch mode):
+    kind (n,) int64, lam (n,) float64, boxes (n, 4) int64 or None, mask (n, H, W) bool or
+    None."""
 
     kind: Tensor  # (n,) int64
     lam: Tensor  # (n,) float64 exact kept fraction
     boxes: Tensor | None = None  # (n, 4) int64
     mask: Tensor | None = None  # (n, H, W) bool
+
+
+def all_finite(t: Tensor) -> bool:
+    """True when the float tensor holds no NaN/Inf. One reduction pass, no allocation: a
+    finite sum implies finite elements (NaN/Inf propagate); only a non-finite sum (an Inf/NaN,
+    or an overflow of huge values) pays the exact elementwise check."""
+    acc = torch.float64 if t.dtype == torch.float64 else torch.float32
+    if bool(torch.isfinite(t.sum(dtype=acc))):
+        return True
+    return bool(torch.isfinite(t).all())
 
 
 def make_generator(generator: torch.Generator | int | None) -> torch.Generator | None:
@@ -51,10 +66,24 @@ def make_generator(generator: torch.Generator | int | None) -> torch.Generator |
     raise ValueError(f"generator must be a torch.Generator, an int seed or None, got {generator!r}")
 
 
+def _is_number(v: object) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
 def check_alpha(alpha: float, name: str = "alpha") -> float:
-    if not isinstance(alpha, int | float) or isinstance(alpha, bool) or not alpha > 0:
-        raise ValueError(f"{name} must be a number > 0, got {alpha!r}")
+    """A finite number > 0 (Beta(inf, inf) draws would be NaN)."""
+    if not _is_number(alpha) or not 0 < alpha < float("inf"):
+        raise ValueError(f"{name} must be a number > 0 (finite), got {alpha!r}")
     return float(alpha)
+
+
+def check_fraction(value: float, name: str, *, open_high: bool = False) -> float:
+    """A number in [0, 1] (or [0, 1) with ``open_high``); NaN and non-numbers rejected."""
+    ok = _is_number(value) and (0.0 <= value < 1.0 if open_high else 0.0 <= value <= 1.0)
+    if not ok:
+        interval = "[0, 1)" if open_high else "[0, 1]"
+        raise ValueError(f"{name} must be in {interval} (a number), got {value!r}")
+    return float(value)
 
 
 def batch_hw(batch_shape: tuple[int, ...] | torch.Size) -> tuple[int, int, int]:
@@ -82,6 +111,8 @@ class MixTransform(torch.nn.Module):
         ignore_index: mask value written where Cutout removes pixels; never treated as a class.
         min_visibility: boxes with a smaller visible fraction are dropped.
         generator: CPU ``torch.Generator`` or int seed; None uses torch's global RNG.
+        check_finite: ``apply`` raises ValueError for float images/masks holding NaN or
+            Inf (one extra read of the batch); False mixes them as given.
     """
 
     def __init__(
@@ -96,6 +127,7 @@ class MixTransform(torch.nn.Module):
         ignore_index: int = 255,
         min_visibility: float = 0.25,
         generator: torch.Generator | int | None = None,
+        check_finite: bool = True,
     ) -> None:
         super().__init__()
         if isinstance(p, bool) or not isinstance(p, int | float) or not 0.0 <= p <= 1.0:
@@ -106,12 +138,12 @@ class MixTransform(torch.nn.Module):
             isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1
         ):
             raise ValueError(f"num_classes must be an int >= 1 or None, got {num_classes!r}")
-        if not 0.0 <= label_smoothing < 1.0:
-            raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing!r}")
+        check_fraction(label_smoothing, "label_smoothing", open_high=True)
         if pairing not in ops.PAIRINGS:
             raise ValueError(f"pairing must be one of {ops.PAIRINGS}, got {pairing!r}")
-        if not 0.0 <= min_visibility <= 1.0:
-            raise ValueError(f"min_visibility must be in [0, 1], got {min_visibility!r}")
+        check_fraction(min_visibility, "min_visibility")
+        if isinstance(ignore_index, bool) or not isinstance(ignore_index, int):
+            raise ValueError(f"ignore_index must be an int, got {ignore_index!r}")
         self.p = float(p)
         self.mode = mode
         self.num_classes = num_classes
@@ -121,6 +153,7 @@ class MixTransform(torch.nn.Module):
         self.ignore_index = ignore_index
         self.min_visibility = float(min_visibility)
         self.generator = make_generator(generator)
+        self.check_finite = bool(check_finite)
         self.last_params: MixParams | None = None
 
     # ----------------------------------------------------------------- random draw
@@ -139,7 +172,8 @@ class MixTransform(torch.nn.Module):
         generator: torch.Generator | int | None = None,
         **context: Any,
     ) -> MixParams:
-        """Draw the parameters for a batch of shape (B, C, H, W) (CPU tensors).
+        """Draw the parameters for a batch of shape (B, C, H, W) (CPU tensors): a
+        ``MixParams`` with (B,) int64 kind and perm, (B,) float32 lam, (B, 4) int64 boxes.
 
         ``generator`` overrides the module's generator for this draw.
         """
@@ -185,16 +219,28 @@ class MixTransform(torch.nn.Module):
         boxes: BoxBatch | tuple[Tensor, Tensor, Tensor] | None = None,
         *,
         out: Tensor | None = None,
+        inplace: bool = False,
     ) -> Mixed:
         """Apply ``params`` to any of images (B, C, H, W), labels ((B,) int ids or (B, K)
         one-hot/soft/multi-label), masks ((B, H, W) int ids or (B, K, H, W) float) and
-        boxes (``BoxBatch``). Labels come back as (B, K) float targets."""
+        boxes (``BoxBatch``). Labels come back as (B, K) float targets.
+
+        ``out=`` writes the mixed images into a preallocated tensor (same shape, dtype and
+        device as images); ``inplace=True`` overwrites ``images`` (zero extra allocation once
+        the per-thread scratch exists). By default the inputs are never modified."""
         b = params.batch_size
         for name, t in (("images", images), ("labels", labels), ("masks", masks)):
             if t is not None and (not isinstance(t, Tensor) or t.ndim == 0 or t.shape[0] != b):
                 got = tuple(t.shape) if isinstance(t, Tensor) else type(t).__name__
                 raise ValueError(f"{name} must have batch size {b} to match the params, got {got}")
-        mixed_images = apply_images(params, images, out=out) if images is not None else None
+            if self.check_finite and name != "labels" and t is not None and t.is_floating_point():
+                if not all_finite(t):
+                    raise ValueError(
+                        f"{name} hold NaN or Inf values; pass check_finite=False to mix them"
+                    )
+        mixed_images = None
+        if images is not None:  # out=: preallocated result; inplace: overwrite images
+            mixed_images = apply_images(params, images, out=out, inplace=inplace)
         mixed_labels = None
         if labels is not None:
             targets = ops.to_targets(
@@ -218,17 +264,23 @@ class MixTransform(torch.nn.Module):
         *,
         params: MixParams | None = None,
         generator: torch.Generator | int | None = None,
+        out: Tensor | None = None,
+        inplace: bool = False,
     ) -> Any:
-        """Draw (unless ``params`` is given) and apply. Returns the mixed inputs in the order
-        given: ``images`` alone, or a tuple ``(images, labels[, masks][, boxes])`` of the
-        arguments that were not None. The draw is kept in ``self.last_params``."""
+        """Draw (unless ``params`` is given) and apply to images (B, C, H, W) float or uint8
+        and optional labels ((B,) int64 or (B, K) float), masks and boxes (see ``apply``).
+        Returns the mixed inputs in the order given: ``images`` alone, or a tuple
+        ``(images, labels[, masks][, boxes])`` of the arguments that were not None. The
+        draw is kept in ``self.last_params``."""
         if not isinstance(images, Tensor) or images.ndim != 4:
             got = tuple(images.shape) if isinstance(images, Tensor) else type(images).__name__
             raise ValueError(f"images must be a tensor of shape (B, C, H, W), got {got}")
+        if images.shape[0] == 0:
+            raise ValueError(f"images must hold at least one sample, got {tuple(images.shape)}")
         if params is None:
             params = self.draw(images.shape, generator, **self._context(labels, masks))
         self.last_params = params
-        res = self.apply(params, images, labels, masks, boxes)
+        res = self.apply(params, images, labels, masks, boxes, out=out, inplace=inplace)
         given = [res.images] + [
             r
             for r, a in ((res.labels, labels), (res.masks, masks), (res.boxes, boxes))

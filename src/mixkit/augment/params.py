@@ -73,7 +73,8 @@ class MixParams:
 
     @staticmethod
     def identity(batch_size: int, size: tuple[int, int]) -> MixParams:
-        """Parameters that leave every sample unchanged."""
+        """Parameters that leave every sample unchanged: (B,) int64 kind NONE and perm
+        ``arange(B)``, (B,) float32 lam 1, (B, 4) int64 zero boxes."""
         return MixParams(
             kind=torch.zeros(batch_size, dtype=torch.long),
             lam=torch.ones(batch_size),

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 from mixkit import ops
-from mixkit.augment.base import MixTransform, Region, check_alpha
+from mixkit.augment.base import MixTransform, Region, check_alpha, check_fraction
 from mixkit.augment.params import Kind
 
 __all__ = [
@@ -79,7 +79,10 @@ class ResizeMix(MixTransform):
         self, scope: tuple[float, float] = (0.1, 0.8), interpolation: str = "nearest", **kwargs: Any
     ) -> None:
         super().__init__(**kwargs)
-        lo, hi = (float(v) for v in scope)
+        try:
+            lo, hi = (float(v) for v in scope)
+        except (TypeError, ValueError):
+            raise ValueError(f"scope must be two numbers (low, high), got {scope!r}") from None
         if not 0.0 < lo <= hi <= 1.0:
             raise ValueError(f"scope must satisfy 0 < low <= high <= 1, got {scope!r}")
         if interpolation not in ("nearest", "bilinear"):
@@ -113,6 +116,8 @@ class Cutout(MixTransform):
         super().__init__(**kwargs)
         if isinstance(length, bool) or not isinstance(length, int) or length < 1:
             raise ValueError(f"length must be an int >= 1, got {length!r}")
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValueError(f"value must be a number, got {value!r}")
         self.length = length
         self.value = float(value)
 
@@ -120,10 +125,10 @@ class Cutout(MixTransform):
         return {"fill": self.value}
 
     def _draw_region(self, n, height, width, generator, **context) -> Region:
+        # No clamp of the side to the image: a square larger than the image, centred anywhere
+        # and clipped, covers it all (DeVries & Taylor's reference clips only the corners).
         side = torch.full((n,), self.length, dtype=torch.long)
-        boxes = ops.sample_boxes_centred(
-            side.clamp(max=height), side.clamp(max=width), height, width, generator
-        )
+        boxes = ops.sample_boxes_centred(side, side, height, width, generator)
         return Region(_full(n, Kind.FILL), 1 - ops.box_area_fraction(boxes, height, width), boxes)
 
 
@@ -204,7 +209,11 @@ class RandomChoice(MixTransform):
             raise ValueError("transforms must be a non-empty sequence of MixTransform")
         if probs is None:
             probs = [1.0 / len(transforms)] * len(transforms)
-        if len(probs) != len(transforms) or any(q < 0 for q in probs) or sum(probs) <= 0:
+        numbers = all(
+            isinstance(q, int | float) and not isinstance(q, bool) and 0 <= q < float("inf")
+            for q in probs
+        )
+        if len(probs) != len(transforms) or not numbers or sum(probs) <= 0:
             raise ValueError(
                 f"probs must be {len(transforms)} non-negative weights with a positive sum, "
                 f"got {probs!r}"
@@ -219,6 +228,13 @@ class RandomChoice(MixTransform):
             for k, v in t._extras().items():
                 extras.setdefault(k, v)
         return extras
+
+    def _context(self, labels: Tensor | None, masks: Tensor | None) -> dict[str, Any]:
+        """The union of what the sub-transforms' draws need (ClassMix: the label maps)."""
+        context: dict[str, Any] = {}
+        for t in self.transforms:
+            context.update(t._context(labels, masks))
+        return context
 
     def _draw_region(self, n, height, width, generator, **context) -> Region:
         choice = torch.multinomial(
@@ -267,9 +283,12 @@ class MixUpCutMix(RandomChoice):
         correct_lam: bool = True,
         **kwargs: Any,
     ) -> None:
-        if not 0.0 <= switch_prob <= 1.0:
-            raise ValueError(f"switch_prob must be in [0, 1], got {switch_prob!r}")
-        if mixup_alpha < 0 or cutmix_alpha < 0 or mixup_alpha == cutmix_alpha == 0:
+        check_fraction(switch_prob, "switch_prob")
+        alphas_ok = all(
+            isinstance(a, int | float) and not isinstance(a, bool) and 0 <= a < float("inf")
+            for a in (mixup_alpha, cutmix_alpha)
+        )
+        if not alphas_ok or mixup_alpha == cutmix_alpha == 0:
             raise ValueError(
                 "mixup_alpha and cutmix_alpha must be >= 0 and not both 0, "
                 f"got {mixup_alpha!r}, {cutmix_alpha!r}"

@@ -16,14 +16,15 @@ __all__ = [
 
 
 def box_areas(boxes: Tensor) -> Tensor:
-    """(..., 4) xyxy -> (...) area (0 for degenerate boxes)."""
+    """(..., 4) float xyxy boxes -> (...) float areas (0 for degenerate boxes)."""
     return (boxes[..., 2] - boxes[..., 0]).clamp_min(0) * (boxes[..., 3] - boxes[..., 1]).clamp_min(
         0
     )
 
 
 def intersect_region(boxes: Tensor, region: Tensor) -> Tensor:
-    """Clip every box (B, N, 4) to its sample's region (B, 4). Returns (B, N, 4)."""
+    """Clip every float xyxy box (B, N, 4) to its sample's int64 region (B, 4).
+    Returns (B, N, 4) float."""
     r = region.to(boxes).unsqueeze(1)
     lo = torch.maximum(boxes[..., :2], r[..., :2])
     hi = torch.minimum(boxes[..., 2:], r[..., 2:])
@@ -31,10 +32,14 @@ def intersect_region(boxes: Tensor, region: Tensor) -> Tensor:
 
 
 def visible_fraction_box(boxes: Tensor, region: Tensor) -> Tensor:
-    """Fraction of each box (B, N, 4) NOT covered by its sample's region (B, 4). (B, N)."""
+    """Fraction of each box (B, N, 4) NOT covered by its sample's region (B, 4). (B, N).
+
+    Computed as ``(area - covered) / area`` (one rounding), not ``1 - covered / area``: the
+    latter rounds e.g. 4/10 visible to 0.39999998 in float32, below a 0.4 threshold.
+    """
     area = box_areas(boxes)
     covered = box_areas(intersect_region(boxes, region))
-    return torch.where(area > 0, 1 - covered / area.clamp_min(1e-12), torch.zeros_like(area))
+    return torch.where(area > 0, (area - covered) / area.clamp_min(1e-12), torch.zeros_like(area))
 
 
 def visible_fraction_mask(boxes: Tensor, mask: Tensor) -> Tensor:

@@ -20,7 +20,8 @@ def one_hot(labels: Tensor, num_classes: int, dtype: torch.dtype = torch.float32
 
 
 def smooth(targets: Tensor, smoothing: float) -> Tensor:
-    """Label smoothing: ``(1 - s) * y + s / K`` (timm's ``off_value = s/K``). (B, K) -> (B, K)."""
+    """Label smoothing: ``(1 - s) * y + s / K`` (timm's ``off_value = s/K``).
+    (B, K) float -> (B, K) float."""
     if smoothing == 0:
         return targets
     return targets * (1.0 - smoothing) + smoothing / targets.shape[1]

@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from mixkit.ops import _fast
+
 __all__ = [
     "box_mask",
     "blend",
@@ -45,24 +47,26 @@ def _check_batch_vector(t: Tensor, batch: int, name: str) -> None:
         )
 
 
-def _partner(images: Tensor, perm: Tensor) -> Tensor:
-    _check_batch_vector(perm, images.shape[0], "perm")
-    # index_select is several times faster than advanced indexing x[perm] on CPU.
-    return images.index_select(0, perm.to(images.device))
-
-
-def _finish(result: Tensor, like: Tensor, out: Tensor | None) -> Tensor:
-    """Cast back to ``like``'s dtype (rounding for integers) and honour ``out``."""
-    if not like.is_floating_point() and result.is_floating_point():
-        result = result.round_().clamp_(0, 255).to(like.dtype)
-    if out is None:
-        return result
-    if out.shape != like.shape or out.dtype != like.dtype:
+def _check_boxes(boxes: Tensor, batch: int, height: int, width: int) -> None:
+    """Region boxes: (B, 4) integer xyxy with 0 <= x1 <= x2 <= W and 0 <= y1 <= y2 <= H."""
+    if boxes.shape != (batch, 4) or boxes.is_floating_point() or boxes.dtype == torch.bool:
         raise ValueError(
-            f"out must match images (shape {tuple(like.shape)}, dtype {like.dtype}), "
-            f"got shape {tuple(out.shape)}, dtype {out.dtype}"
+            f"boxes must be an integer tensor of shape ({batch}, 4), got {boxes.dtype} "
+            f"{tuple(boxes.shape)}"
         )
-    return out.copy_(result)
+    x1, y1, x2, y2 = boxes.unbind(1)
+    ok = (0 <= x1) & (x1 <= x2) & (x2 <= width) & (0 <= y1) & (y1 <= y2) & (y2 <= height)
+    if not bool(ok.all()):
+        raise ValueError(
+            f"boxes must satisfy 0 <= x1 <= x2 <= {width} and 0 <= y1 <= y2 <= {height} "
+            "(negative or oversized box)"
+        )
+
+
+def _check_perm(perm: Tensor, batch: int) -> None:
+    _check_batch_vector(perm, batch, "perm")
+    if bool(((perm < 0) | (perm >= batch)).any()):
+        raise ValueError(f"perm must hold indices in [0, {batch}), got {perm.tolist()}")
 
 
 def box_mask(boxes: Tensor, height: int, width: int, device: torch.device | None = None) -> Tensor:
@@ -78,32 +82,65 @@ def box_mask(boxes: Tensor, height: int, width: int, device: torch.device | None
     return (rows[:, :, None] & cols[:, None, :]).unsqueeze(1)
 
 
-def blend(images: Tensor, source: Tensor, weight: Tensor, *, out: Tensor | None = None) -> Tensor:
+def blend(
+    images: Tensor,
+    source: Tensor,
+    weight: Tensor,
+    *,
+    out: Tensor | None = None,
+    inplace: bool = False,
+) -> Tensor:
     """``(1 - weight) * images + weight * source`` with a weight broadcastable to (B,1,H,W).
 
-    A boolean weight selects pixels (exact copy, any dtype); a float weight interpolates
-    (uint8 results are rounded to nearest).
+    A boolean weight selects pixels (exact copy of ``source`` cast to images' dtype; for float
+    images through ``lerp`` with a 0/1 weight, exact for finite values); a float weight
+    interpolates (``torch.lerp``; uint8: ``round(x*(1-w) + s*w)`` in float32).
     """
-    if weight.dtype == torch.bool:
-        result = torch.where(weight, source, images)
-    elif images.is_floating_point():
-        result = torch.lerp(images, source, weight.to(images.dtype))
+    dst = _fast.destination(images, out, inplace)
+    w = weight.to(images.device)
+    if w.ndim < 4:
+        w = w.reshape((1,) * (4 - w.ndim) + tuple(w.shape))
+    select = w.dtype == torch.bool
+    if select:
+        w = w.view(torch.uint8).to(images.dtype, copy=True)
+        if not images.is_floating_point():
+            w = w.neg_()
+        if source.dtype != images.dtype:
+            source = source.to(images.dtype)
     else:
-        w = weight.float()
-        result = images.float() * (1 - w) + source.float() * w
-    return _finish(result, images, out)
+        w = w.to(images.dtype) if images.is_floating_point() else w.float()
+    src = _fast.given_source(source.to(images.device), dst)
+    per_sample = src.ndim == 4 and src.shape[0] == images.shape[0] and images.shape[0] > 1
+    return _fast.mix_blocks(images, dst, w, select, lambda s, e: src[s:e] if per_sample else src)
 
 
-def mixup(images: Tensor, lam: Tensor, perm: Tensor, *, out: Tensor | None = None) -> Tensor:
-    """MixUp (Zhang et al. 2018): ``lam[i]*x[i] + (1-lam[i])*x[perm[i]]``. (B,C,H,W) -> same."""
+def mixup(
+    images: Tensor,
+    lam: Tensor,
+    perm: Tensor,
+    *,
+    out: Tensor | None = None,
+    inplace: bool = False,
+) -> Tensor:
+    """MixUp (Zhang et al. 2018): ``lam[i]*x[i] + (1-lam[i])*x[perm[i]]``. (B,C,H,W) -> same.
+
+    Computed as ``torch.lerp(x, x[perm], 1 - lam)`` block by block without materialising
+    ``x[perm]`` (uint8: ``round(x*lam + x[perm]*(1-lam))`` in float32)."""
     _check_images(images)
     _check_batch_vector(lam, images.shape[0], "lam")
-    weight = (1 - lam).to(images.device).view(-1, 1, 1, 1)
-    return blend(images, _partner(images, perm), weight, out=out)
+    if not bool(((lam >= 0) & (lam <= 1)).all()):
+        raise ValueError(f"lam must lie in [0, 1] (no NaN), got {lam.tolist()}")
+    _check_perm(perm, images.shape[0])
+    return _fast.mixup_into(images, _fast.destination(images, out, inplace), lam, perm)
 
 
 def paste_region(
-    images: Tensor, source: Tensor, boxes: Tensor, *, out: Tensor | None = None
+    images: Tensor,
+    source: Tensor,
+    boxes: Tensor,
+    *,
+    out: Tensor | None = None,
+    inplace: bool = False,
 ) -> Tensor:
     """Copy ``source[i, :, y1:y2, x1:x2]`` into ``images[i]`` at the same place.
 
@@ -115,13 +152,30 @@ def paste_region(
             f"source must match images {tuple(images.shape)}, got {tuple(source.shape)}"
         )
     h, w = images.shape[-2:]
-    return blend(images, source, box_mask(boxes, h, w, images.device), out=out)
+    _check_boxes(boxes, images.shape[0], h, w)
+    dst = _fast.destination(images, out, inplace)
+    source = source.to(device=images.device, dtype=images.dtype)
+    return _fast.paste_into(images, dst, boxes, None, source)
 
 
-def cutmix(images: Tensor, boxes: Tensor, perm: Tensor, *, out: Tensor | None = None) -> Tensor:
-    """CutMix (Yun et al. 2019): paste the partner's pixels inside each box."""
+def cutmix(
+    images: Tensor,
+    boxes: Tensor,
+    perm: Tensor,
+    *,
+    out: Tensor | None = None,
+    inplace: bool = False,
+) -> Tensor:
+    """CutMix (Yun et al. 2019): paste the partner's pixels inside each box.
+
+    images (B, C, H, W) float or uint8, boxes (B, 4) int64 xyxy, perm (B,) int64 ->
+    (B, C, H, W) of the images' dtype. A box shared by the batch is a slice copy of the
+    box only; per-sample boxes are a blocked select that never materialises ``x[perm]``."""
     _check_images(images)
-    return paste_region(images, _partner(images, perm), boxes, out=out)
+    _check_perm(perm, images.shape[0])
+    _check_boxes(boxes, images.shape[0], *images.shape[-2:])
+    dst = _fast.destination(images, out, inplace)
+    return _fast.paste_into(images, dst, boxes, perm, None)
 
 
 def _nearest_source_index(dst: Tensor, start: Tensor, length: Tensor, src_size: int) -> Tensor:
@@ -185,10 +239,13 @@ def resize_paste(
     mode: str = "nearest",
     *,
     out: Tensor | None = None,
+    inplace: bool = False,
 ) -> Tensor:
     """Paste the whole ``source[i]`` (B, C, Hs, Ws; any size) resized into box i of images[i].
 
-    The primitive behind ResizeMix and RecursiveMix.
+    The primitive behind ResizeMix and RecursiveMix. Equals ``resize_into_boxes`` + a box
+    select; a box shared by the batch (nearest) resizes only the box, per-sample boxes run
+    block by block.
     """
     _check_images(images)
     _check_images(source, "source")
@@ -198,29 +255,60 @@ def resize_paste(
             f"got {tuple(source.shape[:2])}"
         )
     h, w = images.shape[-2:]
-    resized = resize_into_boxes(source.to(images.dtype), boxes, (h, w), mode)
-    return blend(images, resized, box_mask(boxes, h, w, images.device), out=out)
+    _check_boxes(boxes, images.shape[0], h, w)
+    if mode not in ("nearest", "bilinear"):
+        raise ValueError(f"mode must be 'nearest' or 'bilinear', got {mode!r}")
+    dst = _fast.destination(images, out, inplace)
+    return _fast.resize_into(images, dst, boxes, mode, None, source.to(images.device))
 
 
 def resizemix(
-    images: Tensor, boxes: Tensor, perm: Tensor, mode: str = "nearest", *, out: Tensor | None = None
+    images: Tensor,
+    boxes: Tensor,
+    perm: Tensor,
+    mode: str = "nearest",
+    *,
+    out: Tensor | None = None,
+    inplace: bool = False,
 ) -> Tensor:
-    """ResizeMix (Qin et al. 2020): paste the whole partner image, resized, into each box."""
+    """ResizeMix (Qin et al. 2020): paste the whole partner image, resized, into each box.
+
+    images (B, C, H, W) float or uint8, boxes (B, 4) int64 xyxy, perm (B,) int64 ->
+    (B, C, H, W) of the images' dtype."""
     _check_images(images)
-    return resize_paste(images, _partner(images, perm), boxes, mode, out=out)
+    _check_perm(perm, images.shape[0])
+    _check_boxes(boxes, images.shape[0], *images.shape[-2:])
+    if mode not in ("nearest", "bilinear"):
+        raise ValueError(f"mode must be 'nearest' or 'bilinear', got {mode!r}")
+    dst = _fast.destination(images, out, inplace)
+    return _fast.resize_into(images, dst, boxes, mode, perm, None)
 
 
 def cutout(
-    images: Tensor, boxes: Tensor, value: float = 0.0, *, out: Tensor | None = None
+    images: Tensor,
+    boxes: Tensor,
+    value: float = 0.0,
+    *,
+    out: Tensor | None = None,
+    inplace: bool = False,
 ) -> Tensor:
-    """Cutout (DeVries & Taylor 2017): fill each box with ``value``."""
+    """Cutout (DeVries & Taylor 2017): fill each box with ``value``.
+
+    images (B, C, H, W) float or uint8, boxes (B, 4) int64 xyxy -> (B, C, H, W), same dtype."""
     _check_images(images)
     h, w = images.shape[-2:]
-    fill = torch.full((), value, dtype=images.dtype, device=images.device)
-    return blend(images, fill.expand_as(images), box_mask(boxes, h, w, images.device), out=out)
+    _check_boxes(boxes, images.shape[0], h, w)
+    return _fast.fill_into(images, _fast.destination(images, out, inplace), boxes, value)
 
 
-def mask_mix(images: Tensor, mask: Tensor, perm: Tensor, *, out: Tensor | None = None) -> Tensor:
+def mask_mix(
+    images: Tensor,
+    mask: Tensor,
+    perm: Tensor,
+    *,
+    out: Tensor | None = None,
+    inplace: bool = False,
+) -> Tensor:
     """Take the partner's pixels where ``mask`` (B, H, W) bool is True (ClassMix, FMix)."""
     _check_images(images)
     b, _, h, w = images.shape
@@ -228,4 +316,5 @@ def mask_mix(images: Tensor, mask: Tensor, perm: Tensor, *, out: Tensor | None =
         raise ValueError(
             f"mask must be a bool tensor of shape {(b, h, w)}, got {mask.dtype} {tuple(mask.shape)}"
         )
-    return blend(images, _partner(images, perm), mask.to(images.device).unsqueeze(1), out=out)
+    _check_perm(perm, b)
+    return _fast.mask_into(images, _fast.destination(images, out, inplace), mask, perm)

@@ -38,10 +38,13 @@ def sample_beta(
         torch.full((n,), float(alpha), dtype=torch.float64), generator=generator
     )
     gb = torch._standard_gamma(torch.full((n,), float(b), dtype=torch.float64), generator=generator)
-    total = ga + gb
-    # Both gammas can underflow to 0 for tiny alpha; Beta is then a fair coin between 0 and 1.
+    # For tiny alpha torch clamps underflowing gammas to the smallest normal double, so both
+    # can sit at that floor: their ratio is then meaningless (it used to come out as 2e-8
+    # through a clamp of the sum) and Beta is, to double precision, a coin between 0 and 1.
+    floor = torch.finfo(torch.float64).tiny
     coin = (torch.rand(n, dtype=torch.float64, generator=generator) < 0.5).double()
-    return torch.where(total > 0, ga / total.clamp_min(1e-300), coin)
+    both_under = (ga <= floor) & (gb <= floor)
+    return torch.where(both_under, coin, ga / (ga + gb).clamp_min(floor))
 
 
 def sample_uniform(low: float, high: float, n: int, generator: torch.Generator | None) -> Tensor:

@@ -7,7 +7,11 @@ from __future__ import annotations
 import argparse
 import importlib
 
-EXPERIMENT_MODULES: list[str] = []
+EXPERIMENT_MODULES: list[str] = [
+    "mixkit.recipes.rm_experiment",
+    "mixkit.recipes.kd_experiment",
+    "mixkit.recipes.semiseg_experiment",
+]
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

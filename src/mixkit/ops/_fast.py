@@ -1,0 +1,438 @@
+"""Fast kernels behind the pixel ops and ``augment.apply_images`` (issue 6). Private.
+
+Everything here computes exactly what the plain reference computes (materialise the partner
+batch ``images.index_select(0, perm)``, build a bool ``box_mask``, ``torch.where`` or a float
+blend) -- tests/test_fastpaths.py checks ``torch.equal`` against such a reference -- but:
+
+- the partner batch is never materialised in full on the CPU: samples are processed in blocks
+  of about ``BLOCK_BYTES``; a block of partners is gathered into a reused scratch buffer that
+  stays in cache and is consumed at once by one fused ``torch.lerp(..., out=dst_block)``;
+- box / mask selections are a float 0/1 weight for ``torch.lerp`` (a broadcast bool
+  ``torch.where`` is 10-20x slower on CPU). For finite values lerp with weight 0 or 1 returns
+  exactly ``start`` or ``end`` (ATen: ``w < 0.5 ? a + w*(b-a) : b - (b-a)*(1-w)``); a NaN/Inf
+  partner pixel can leak through a 0 weight, which is why ``MixTransform`` checks finiteness;
+- integer images (uint8 images, int64 label maps) select exactly with a bit mask:
+  ``x ^ ((x ^ src) & m)`` with ``m`` all-ones inside the region;
+- a region shared by the whole batch (``mode="batch"``) is a slice copy of just the box;
+- box weights come from two small (B, H) / (B, W) indicator vectors (one broadcast product),
+  ``arange`` vectors are cached per device;
+- ``out=`` writes into the caller's buffer and ``inplace=True`` into the images themselves
+  (the partners are read from a snapshot kept in a reused scratch buffer): no allocation
+  after the first call.
+
+Scratch buffers are per thread and grow to the largest batch seen (``clear_workspace()``
+frees them). On CUDA the caching allocator already reuses memory: no blocks, no scratch.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+__all__ = ["BLOCK_BYTES", "clear_workspace"]
+
+# Bytes of images per block on the CPU: large enough that the per-block dispatch overhead is
+# negligible (CIFAR batches are one or two blocks), small enough that the partner block, the
+# own block and the destination block stay in the L2/L3 cache (tuned on a 2-core EPYC).
+BLOCK_BYTES = 1 << 21
+
+# Scratch tensors larger than this are allocated per call instead of kept.
+MAX_CACHED_BYTES = 1 << 28
+
+SourceFn = Callable[[int, int], Tensor | float]
+
+
+class _Scratch(threading.local):
+    def __init__(self) -> None:
+        self.buffers: dict[tuple[str, torch.dtype], Tensor] = {}
+        self.aranges: dict[tuple[int, str], Tensor] = {}
+
+
+_SCRATCH = _Scratch()
+
+
+def clear_workspace() -> None:
+    """Free this thread's scratch buffers (partner blocks, ``inplace`` snapshots)."""
+    _SCRATCH.buffers.clear()
+    _SCRATCH.aranges.clear()
+
+
+def buffer(name: str, shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> Tensor:
+    """A contiguous scratch tensor (content undefined), reused between calls on the CPU."""
+    numel = math.prod(shape)
+    if device.type != "cpu" or numel * dtype.itemsize > MAX_CACHED_BYTES:
+        return torch.empty(shape, dtype=dtype, device=device)
+    key = (name, dtype)
+    buf = _SCRATCH.buffers.get(key)
+    if buf is None or buf.numel() < numel:
+        buf = torch.empty(numel, dtype=dtype)
+        _SCRATCH.buffers[key] = buf
+    return buf[:numel].view(shape)
+
+
+def arange(n: int, device: torch.device) -> Tensor:
+    """Cached ``torch.arange(n)`` (int64); never write to it."""
+    key = (n, str(device))
+    t = _SCRATCH.aranges.get(key)
+    if t is None:
+        t = torch.arange(n, device=device)
+        _SCRATCH.aranges[key] = t
+    return t
+
+
+def blocks(batch: int, sample_bytes: int, device: torch.device) -> list[tuple[int, int]]:
+    """``[(start, end), ...]`` covering the batch; one block off the CPU."""
+    if device.type != "cpu":
+        return [(0, batch)]
+    step = max(1, BLOCK_BYTES // max(sample_bytes, 1))
+    return [(s, min(s + step, batch)) for s in range(0, batch, step)]
+
+
+def overlaps(a: Tensor, b: Tensor) -> bool:
+    """Conservative: the two tensors share a storage."""
+    return a.untyped_storage().data_ptr() == b.untyped_storage().data_ptr()
+
+
+def destination(images: Tensor, out: Tensor | None, inplace: bool) -> Tensor:
+    """Where a result goes: ``images`` (inplace), ``out`` (checked) or a new tensor."""
+    if inplace:
+        if out is not None:
+            raise ValueError("pass either out= or inplace=True, not both")
+        return images
+    if out is None:
+        return torch.empty_like(images)
+    if (
+        not isinstance(out, Tensor)
+        or out.shape != images.shape
+        or out.dtype != images.dtype
+        or out.device != images.device
+    ):
+        got = (
+            f"shape {tuple(out.shape)}, dtype {out.dtype}, device {out.device}"
+            if isinstance(out, Tensor)
+            else type(out).__name__
+        )
+        raise ValueError(
+            f"out must match images (shape {tuple(images.shape)}, dtype {images.dtype}, "
+            f"device {images.device}), got {got}"
+        )
+    return out
+
+
+def copy_into(images: Tensor, dst: Tensor) -> Tensor:
+    return dst if dst is images else dst.copy_(images)
+
+
+def uniform_box(boxes: Tensor) -> tuple[int, int, int, int] | None:
+    """The common box when every row of (B, 4) ``boxes`` is the same (CPU only), else None."""
+    if boxes.device.type != "cpu" or boxes.shape[0] == 0:
+        return None
+    first = boxes[0]
+    if boxes.shape[0] > 1 and not torch.equal(boxes, first.expand_as(boxes)):
+        return None
+    x1, y1, x2, y2 = first.tolist()
+    return int(x1), int(y1), int(x2), int(y2)
+
+
+# ----------------------------------------------------------------------------- weights
+def box_weight(
+    boxes: Tensor, height: int, width: int, dtype: torch.dtype, device: torch.device
+) -> Tensor:
+    """(B, 1, H, W) box indicator: 0/1 in a float ``dtype``; for an integer ``dtype`` a
+    select mask with all bits set inside the box (-1, or 255 for uint8) and 0 outside."""
+    ar = arange(max(height, width), device)
+    ge = ar >= boxes.to(device)[:, :, None]  # (B, 4, L): x>=x1, y>=y1, x>=x2, y>=y2
+    inside = ge[:, :2] > ge[:, 2:]  # (B, 2, L): x1 <= x < x2, y1 <= y < y2
+    if dtype.is_floating_point:
+        v = inside.to(dtype)
+        return v[:, 1, None, :height, None] * v[:, 0, None, None, :width]
+    v = inside.to(dtype).neg_()
+    return v[:, 1, None, :height, None] & v[:, 0, None, None, :width]
+
+
+def mask_weight(mask: Tensor, dtype: torch.dtype, device: torch.device) -> Tensor:
+    """(B, H, W) bool region -> (B, 1, H, W) weight like ``box_weight``."""
+    m = mask.to(device)
+    m = m.view(torch.uint8) if m.dtype == torch.bool else m.to(torch.uint8)
+    w = m.to(dtype, copy=True)  # never negate the caller's mask in place
+    if not dtype.is_floating_point:
+        w = w.neg_()
+    return w.unsqueeze(1)
+
+
+# ----------------------------------------------------------------------------- engine
+def combine(x: Tensor, src: Tensor | float, w: Tensor, dst: Tensor, select: bool) -> None:
+    """``dst = x`` where w == 0 and ``src`` where w selects; a float ``w`` blends.
+
+    Float x: ``torch.lerp``. Integer x with ``select``: bit select with the all-ones mask w.
+    Integer x blended: the reference formula ``round(x*(1-w) + src*w)`` in float32.
+    """
+    if x.is_floating_point():
+        if not isinstance(src, Tensor):
+            src = torch.tensor(src, dtype=x.dtype, device=x.device)
+        torch.lerp(x, src, w, out=dst)
+        return
+    if select:
+        if not isinstance(src, Tensor):
+            src = torch.full((), src, dtype=x.dtype, device=x.device)
+        tmp = buffer("select", tuple(x.shape), x.dtype, x.device)
+        torch.bitwise_xor(x, src, out=tmp)
+        tmp.bitwise_and_(w)
+        torch.bitwise_xor(x, tmp, out=dst)
+        return
+    # Same float32 operations, in the same order, as x.float()*(1-w) + src.float()*w, in
+    # reused cache-resident buffers (no per-call float temporaries).
+    wf = w.float()
+    if not isinstance(src, Tensor):
+        src = torch.full((), src, dtype=x.dtype, device=x.device)
+    xf = buffer("blend_own", tuple(x.shape), torch.float32, x.device)
+    pf = buffer("blend_src", tuple(x.shape), torch.float32, x.device)
+    xf.copy_(x).mul_(1 - wf)
+    pf.copy_(src).mul_(wf)
+    dst.copy_(xf.add_(pf).round_().clamp_(0, 255))
+
+
+def mix_blocks(
+    images: Tensor, dst: Tensor, weight: Tensor, select: bool, source: SourceFn
+) -> Tensor:
+    """Run ``combine`` block by block; ``source(s, e)`` gives the source of samples s..e-1.
+
+    weight: (B or 1, 1, H or 1, W or 1).
+    """
+    b = images.shape[0]
+    per_sample = weight.shape[0] != 1
+    # Integer blends work in float32 buffers: size the blocks by those.
+    item = images.element_size() if images.is_floating_point() or select else 4
+    sample_bytes = images[0].numel() * item if b else 0
+    for s, e in blocks(b, sample_bytes, images.device):
+        w = weight[s:e] if per_sample else weight
+        combine(images[s:e], source(s, e), w, dst[s:e], select)
+    return dst
+
+
+def partner_source(images: Tensor, perm: Tensor, dst: Tensor) -> SourceFn:
+    """Blocks of ``images[perm]`` gathered into a reused scratch block. When ``dst`` shares
+    memory with ``images`` (inplace) the whole partner batch is gathered first (one pass),
+    before any block is overwritten."""
+    perm = perm.to(images.device)
+    if overlaps(dst, images):
+        full = buffer("partner_all", tuple(images.shape), images.dtype, images.device)
+        torch.index_select(images, 0, perm, out=full)
+        return lambda s, e: full[s:e]
+    base = images
+
+    def block(s: int, e: int) -> Tensor:
+        buf = buffer("partner", (e - s, *images.shape[1:]), images.dtype, images.device)
+        return torch.index_select(base, 0, perm[s:e], out=buf)
+
+    return block
+
+
+def given_source(source: Tensor, dst: Tensor) -> Tensor:
+    """``source`` as read by the blocks: a snapshot if it shares memory with ``dst``."""
+    if overlaps(dst, source):
+        snap = buffer("snapshot", tuple(source.shape), source.dtype, source.device)
+        source = snap.copy_(source)
+    return source
+
+
+# ----------------------------------------------------------------------------- ops
+def blend_dtype(lam_dtype: torch.dtype, images_dtype: torch.dtype) -> torch.dtype:
+    """Dtype in which ``1 - lam`` is computed: at least lam's and float32, float64 for
+    float64 images (then cast to the images' dtype; float32 for integer images)."""
+    ct = torch.promote_types(lam_dtype, torch.float32)
+    return torch.promote_types(ct, images_dtype) if images_dtype.is_floating_point else ct
+
+
+def mixup_into(images: Tensor, dst: Tensor, lam: Tensor, perm: Tensor) -> Tensor:
+    """MixUp ``lerp(x, x[perm], 1 - lam)`` into dst (weight in the reference dtypes)."""
+    weight = (1 - lam.to(blend_dtype(lam.dtype, images.dtype))).to(images.device)
+    weight = weight.view(-1, 1, 1, 1).to(
+        images.dtype if images.is_floating_point() else torch.float32
+    )
+    return mix_blocks(images, dst, weight, False, partner_source(images, perm, dst))
+
+
+def paste_into(
+    images: Tensor, dst: Tensor, boxes: Tensor, perm: Tensor | None, source: Tensor | None
+) -> Tensor:
+    """Box paste from ``images[perm]`` (perm given) or from ``source`` (same shape)."""
+    h, w = images.shape[-2:]
+    box = uniform_box(boxes)
+    if box is not None:
+        x1, y1, x2, y2 = box
+        if x2 <= x1 or y2 <= y1:
+            return copy_into(images, dst)
+        src = images if source is None else source
+        region = src[:, :, y1:y2, x1:x2]
+        patch = buffer(
+            "patch", (images.shape[0], images.shape[1], y2 - y1, x2 - x1), src.dtype, images.device
+        )
+        if perm is None:
+            patch.copy_(region)
+        else:
+            torch.index_select(region, 0, perm.to(images.device), out=patch)
+        copy_into(images, dst)
+        dst[:, :, y1:y2, x1:x2].copy_(patch)
+        return dst
+    weight = box_weight(boxes, h, w, images.dtype, images.device)
+    if perm is not None:
+        fn = partner_source(images, perm, dst)
+    else:
+        src_t = given_source(source, dst)
+
+        def fn(s: int, e: int) -> Tensor:
+            return src_t[s:e]
+
+    return mix_blocks(images, dst, weight, True, fn)
+
+
+def fill_into(images: Tensor, dst: Tensor, boxes: Tensor, value: float) -> Tensor:
+    """Cutout: the box filled with ``torch.full((), value, dtype=images.dtype)``."""
+    h, w = images.shape[-2:]
+    fill = torch.full((), value, dtype=images.dtype, device=images.device)
+    box = uniform_box(boxes)
+    if box is not None:
+        x1, y1, x2, y2 = box
+        copy_into(images, dst)
+        if x2 > x1 and y2 > y1:
+            dst[:, :, y1:y2, x1:x2].fill_(fill)
+        return dst
+    weight = box_weight(boxes, h, w, images.dtype, images.device)
+    return mix_blocks(images, dst, weight, True, lambda s, e: fill)
+
+
+def mask_into(images: Tensor, dst: Tensor, mask: Tensor, perm: Tensor) -> Tensor:
+    """Partner pixels where the (B, H, W) bool ``mask`` is True."""
+    weight = mask_weight(mask, images.dtype, images.device)
+    return mix_blocks(images, dst, weight, True, partner_source(images, perm, dst))
+
+
+def nearest_index(dst: Tensor, start: Tensor, length: Tensor, src_size: int) -> Tensor:
+    """Source index of nearest resize (``F.interpolate(mode="nearest")``):
+    ``min(floor(i * (in/out)), in-1)`` in float32. dst (S,), start/length (B,) -> (B, S)."""
+    scale = torch.tensor(
+        float(src_size), dtype=torch.float32, device=dst.device
+    ) / length.clamp_min(1).to(torch.float32)
+    offset = (dst[None, :] - start[:, None]).clamp_min(0).to(torch.float32)
+    return torch.floor(offset * scale[:, None]).long().clamp(0, src_size - 1)
+
+
+def bilinear_axis(n_dst: int, start: Tensor, length: Tensor, n_src: int) -> Tensor:
+    """grid_sample coordinates of a bilinear resize (align_corners=False) into [start,
+    start+length): source ``(i - start + 0.5) * in/out - 0.5`` clamped at 0, normalised to
+    [-1, 1]. start/length (B,) -> (B, n_dst) float32."""
+    i = torch.arange(n_dst, device=start.device, dtype=torch.float32)
+    scale = n_src / length.clamp_min(1).to(torch.float32)
+    src = ((i[None, :] - start[:, None].float() + 0.5) * scale[:, None] - 0.5).clamp_min(0)
+    return (src + 0.5) / n_src * 2 - 1
+
+
+def resize_block(
+    src: Tensor, sy: Tensor | None, sx: Tensor | None, grid: Tensor | None, out_hw: tuple[int, int]
+) -> Tensor:
+    """Resize each sample of ``src`` (e, C, Hs, Ws) into its box on an HxW canvas (pixels
+    outside the box unspecified): nearest gather at flat index ``sy + sx`` ((e, H) row
+    offsets ``row * Ws`` and (e, W) columns; one element gather, the fastest CPU form), or
+    ``grid_sample`` with an (e, H, W, 2) grid (integers rounded back like the reference)."""
+    e, c, hs, ws = src.shape
+    h, w = out_hw
+    if grid is None:
+        index = (sy[:, :, None] + sx[:, None, :]).view(e, 1, h * w).expand(e, c, h * w)
+        buf = buffer("resized", (e, c, h * w), src.dtype, src.device)
+        return torch.gather(src.reshape(e, c, hs * ws), 2, index, out=buf).view(e, c, h, w)
+    fsrc = src if src.is_floating_point() else src.float()
+    res = F.grid_sample(
+        fsrc, grid.to(fsrc.dtype), mode="bilinear", padding_mode="border", align_corners=False
+    )
+    return res if src.is_floating_point() else res.round_().clamp_(0, 255).to(src.dtype)
+
+
+def resize_plan(
+    boxes: Tensor, size: tuple[int, int], src_hw: tuple[int, int], mode: str, device: torch.device
+) -> Callable[[int, int], tuple[Tensor | None, Tensor | None, Tensor | None]]:
+    """Per-block resize arguments ``(sy, sx, grid)`` for ``resize_block``."""
+    h, w = size
+    hs, ws = src_hw
+    boxes = boxes.to(device)
+    x1, y1, x2, y2 = boxes.unbind(1)
+    if mode == "nearest":
+        sy = nearest_index(arange(h, device), y1, y2 - y1, hs) * ws  # row offsets
+        sx = nearest_index(arange(w, device), x1, x2 - x1, ws)
+        return lambda s, e: (sy[s:e], sx[s:e], None)
+    if mode == "bilinear":
+        gy = bilinear_axis(h, y1, y2 - y1, hs)
+        gx = bilinear_axis(w, x1, x2 - x1, ws)
+
+        def plan(s: int, e: int) -> tuple[None, None, Tensor]:
+            grid = torch.stack(torch.broadcast_tensors(gx[s:e, None, :], gy[s:e, :, None]), dim=-1)
+            return None, None, grid
+
+        return plan
+    raise ValueError(f"mode must be 'nearest' or 'bilinear', got {mode!r}")
+
+
+def resize_into(
+    images: Tensor,
+    dst: Tensor,
+    boxes: Tensor,
+    mode: str,
+    perm: Tensor | None,
+    source: Tensor | None,
+) -> Tensor:
+    """Paste ``images[perm]`` (or ``source``, any size) resized into each box."""
+    h, w = images.shape[-2:]
+    src = images if source is None else source
+    hs, ws = src.shape[-2:]
+    box = uniform_box(boxes) if mode == "nearest" else None
+    if box is not None:
+        x1, y1, x2, y2 = box
+        if x2 <= x1 or y2 <= y1:
+            return copy_into(images, dst)
+        one = boxes[:1]
+        sy = nearest_index(
+            arange(y2 - y1, images.device),
+            torch.zeros_like(one[:, 1]).to(images.device),
+            (one[:, 3] - one[:, 1]).to(images.device),
+            hs,
+        )[0]
+        sx = nearest_index(
+            arange(x2 - x1, images.device),
+            torch.zeros_like(one[:, 0]).to(images.device),
+            (one[:, 2] - one[:, 0]).to(images.device),
+            ws,
+        )[0]
+        b, c = images.shape[:2]
+        rows = buffer("rows", (b, c, y2 - y1, ws), src.dtype, images.device)
+        torch.index_select(src, 2, sy, out=rows)  # whole rows: a fast row copy
+        if perm is not None:
+            gathered = buffer("partner", tuple(rows.shape), src.dtype, images.device)
+            rows = torch.index_select(rows, 0, perm.to(images.device), out=gathered)
+        # Columns: gather with an expanded index (2x faster than index_select on the last dim).
+        patch = buffer("patch", (b, c, y2 - y1, x2 - x1), src.dtype, images.device)
+        torch.gather(rows, 3, sx.view(1, 1, 1, -1).expand(patch.shape), out=patch)
+        copy_into(images, dst)
+        dst[:, :, y1:y2, x1:x2].copy_(patch)
+        return dst
+    weight = box_weight(boxes, h, w, images.dtype, images.device)
+    plan = resize_plan(boxes, (h, w), (hs, ws), mode, images.device)
+    if perm is not None:
+        partner = partner_source(images, perm, dst)
+    else:
+        src_t = given_source(src, dst)
+
+        def partner(s: int, e: int) -> Tensor:
+            return src_t[s:e]
+
+    def fn(s: int, e: int) -> Tensor:
+        blk = partner(s, e)
+        if blk.dtype != images.dtype:
+            blk = blk.to(images.dtype)
+        return resize_block(blk, *plan(s, e), (h, w))
+
+    return mix_blocks(images, dst, weight, True, fn)

@@ -1,0 +1,82 @@
+"""``mixkit bench``: op-speed table (issue 6) -- every op vs ``clone()`` and vs timm /
+torchvision / kornia when they import. See ``mixkit.bench`` for the protocol.
+
+Stable CPU numbers: run with glibc's allocator trimming off (on this command only)::
+
+    MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=1073741824 \\
+    MALLOC_TOP_PAD_=268435456 mixkit bench --threads 1 --write BENCHMARKS.md
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from mixkit import bench
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("bench", help="op-speed benchmark (vs clone and timm/torchvision/kornia)")
+    p.add_argument(
+        "--sizes",
+        nargs="+",
+        default=list(bench.SIZES),
+        choices=list(bench.SIZES),
+        help="batches to time (default all)",
+    )
+    p.add_argument("--ops", nargs="+", default=list(bench.OPS), choices=list(bench.OPS))
+    p.add_argument("--threads", type=int, default=1, help="torch threads, set explicitly (1)")
+    p.add_argument("--device", default="cpu", help="cpu or cuda (GB/s vs a device copy)")
+    p.add_argument("--rounds", type=int, default=3, help="interleaved rounds (median)")
+    p.add_argument("--min-time", type=float, default=0.2, help="seconds per measurement")
+    p.add_argument("--no-peers", dest="peers", action="store_false", help="skip timm etc.")
+    p.add_argument("--write", metavar="MD", default=None, help="write the table into MD")
+    p.add_argument("--step", action="store_true", help="also run benchmarks/step_overhead.py")
+    p.add_argument(
+        "--timer",
+        default="wall",
+        choices=bench.TIMERS,
+        help="wall clock (default) or process CPU time (a loaded shared machine)",
+    )
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_cmd_bench)
+
+
+def command(args: argparse.Namespace) -> str:
+    """The canonical command line that reproduces this run (MALLOC_* vars included if set)."""
+    argv = ["bench", "--threads", str(args.threads), "--rounds", str(args.rounds)]
+    argv += ["--min-time", str(args.min_time)]
+    if args.sizes != list(bench.SIZES):
+        argv += ["--sizes", *args.sizes]
+    if args.ops != list(bench.OPS):
+        argv += ["--ops", *args.ops]
+    if args.device != "cpu":
+        argv += ["--device", args.device]
+    if args.timer != "wall":
+        argv += ["--timer", args.timer]
+    if not args.peers:
+        argv.append("--no-peers")
+    if args.write:
+        argv += ["--write", args.write]
+    return bench.command_line("mixkit", argv)
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    text = bench.run(
+        args.sizes,
+        args.ops,
+        device=args.device,
+        threads=args.threads,
+        rounds=args.rounds,
+        min_run_time=args.min_time,
+        peers=args.peers,
+        write=args.write,
+        command=command(args),
+        seed=args.seed,
+        timer=args.timer,
+    )
+    print(text)
+    if args.write:
+        print(f"wrote {bench.SECTION!r} in {args.write}")
+    if args.step:
+        return bench.run_step_overhead(args.threads)
+    return 0

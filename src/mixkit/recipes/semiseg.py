@@ -1,0 +1,257 @@
+"""Semi-supervised semantic segmentation (``mixkit semiseg``), top to bottom:
+
+digit canvases (offline, seeded) -> split file (labeled / unlabeled indices) -> trainer
+(sup | mt | psmt | dualteacher) -> per epoch: val mIoU, teacher-student distances,
+metrics.csv row, checkpoints/last.pt -> summary.json and plots.
+
+    mixkit semiseg --method dualteacher --split 1/16 --mix cutmix --out runs/dt
+
+``--resume`` continues from ``OUT/checkpoints/last.pt`` (same config) to the same bytes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import time
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
+import yaml  # noqa: E402
+
+from mixkit.semiseg.config import SemisegConfig  # noqa: E402
+from mixkit.semiseg.data import (  # noqa: E402
+    IGNORE,
+    SegDataset,
+    cached_seg_dataset,
+    ensure_split,
+    load_split,
+)
+from mixkit.semiseg.distance import plot_distance_curves, summarize_history  # noqa: E402
+from mixkit.semiseg.net import bn_mode  # noqa: E402
+from mixkit.semiseg.trainers import SemisegTrainer, build_trainer  # noqa: E402
+from mixkit.train import MetricsWriter, atomic_save, load_checkpoint, write_json  # noqa: E402
+
+__all__ = ["CLASS_NAMES", "add_parser", "load_data", "resolve_split", "run"]
+
+CLASS_NAMES = ["background"] + [str(d) for d in range(10)]
+CSV_SKIP = {"val_iou"}
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    from mixkit.cli import add_common_flags, add_config_flags
+
+    p = sub.add_parser(
+        "semiseg", help="semi-supervised segmentation: sup / mean teacher / PS-MT / Dual Teacher"
+    )
+    add_config_flags(p, SemisegConfig)
+    add_common_flags(p)
+    p.set_defaults(func=_cmd_semiseg)
+
+
+def _cmd_semiseg(args: argparse.Namespace) -> int:
+    from mixkit.cli import config_from_args
+
+    cfg = config_from_args(args, SemisegConfig)
+    s = run(cfg)
+    print(
+        f"done: {cfg.method} ({cfg.mix}) split {cfg.split}: val mIoU {s['val_miou']:.4f} "
+        f"({s['train_time_s']} s) -> {cfg.out}"
+    )
+    return 0
+
+
+def load_data(cfg: SemisegConfig) -> SegDataset:
+    return cached_seg_dataset(
+        cfg.n_train, cfg.n_val, cfg.canvas, cfg.max_digits, cfg.texture_p, cfg.data_seed
+    )
+
+
+def resolve_split(cfg: SemisegConfig, ds: SegDataset) -> tuple[Path, torch.Tensor, torch.Tensor]:
+    """``cfg.split_file`` if given, else the split file for (split, protocol, split_seed) under
+    ``cfg.splits_dir`` (default ``OUT/splits``), written on first use."""
+    if cfg.split_file:
+        path = Path(cfg.split_file)
+        lab, unl = load_split(path, ds)
+        return path, lab, unl
+    folder = Path(cfg.splits_dir) if cfg.splits_dir else Path(cfg.out) / "splits"
+    return ensure_split(ds, cfg.split, cfg.protocol, cfg.split_seed, folder)
+
+
+def _colourise(labels: torch.Tensor) -> torch.Tensor:
+    """(H, W) ids -> (H, W, 3) float colours; background transparent-black, ignore white."""
+    cmap = plt.get_cmap("tab10")
+    pal = torch.tensor([[0.0, 0.0, 0.0]] + [list(cmap(i)[:3]) for i in range(10)])
+    out = pal[labels.long().clamp(0, 10)]
+    out[labels == IGNORE] = 1.0
+    return out
+
+
+def save_overlays(trainer: SemisegTrainer, ds: SegDataset, path: Path, n: int = 8) -> Path:
+    """Val canvases with the ground truth and the student's prediction overlaid."""
+    x = trainer._float(ds.val.images[:n])
+    with torch.no_grad(), bn_mode(trainer.student, "eval"):
+        pred = trainer.student(x).argmax(1).cpu()
+    fig, axes = plt.subplots(3, n, figsize=(1.5 * n, 4.8), squeeze=False)
+    for i in range(n):
+        img = ds.val.images[i].permute(1, 2, 0).float() / 255
+        gt = ds.val.labels[i]
+        for r, lab in enumerate((None, gt, pred[i])):
+            ax = axes[r, i]
+            ax.axis("off")
+            if lab is None:
+                ax.imshow(img.numpy())
+                continue
+            colour = _colourise(lab)
+            alpha = ((lab > 0) & (lab != IGNORE)).float()[..., None] * 0.75 + (
+                lab == IGNORE
+            ).float()[..., None] * 0.35
+            ax.imshow((img * (1 - alpha) + colour * alpha).numpy())
+    for r, name in enumerate(("image", "ground truth (white = 255)", "prediction")):
+        axes[r, 0].set_title(name, fontsize=7, loc="left")
+    fig.suptitle(f"{trainer.method}: val canvases", fontsize=9)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def save_mix_example(trainer: SemisegTrainer, ds: SegDataset, path: Path, n: int = 8) -> Path:
+    """One draw of the run's mixer on train canvases: mixed images and mixed labels (ground
+    truth used as the 'pseudo-label' so the paste region is visible)."""
+    images = ds.train.images[:n]
+    labels = ds.train.labels[:n].long()
+    params = trainer.mixer.draw(images.shape, torch.Generator().manual_seed(0), label_maps=labels)
+    m = trainer.mixer.apply(params, images=images, labels=labels)
+    fig, axes = plt.subplots(2, n, figsize=(1.5 * n, 3.4), squeeze=False)
+    for i in range(n):
+        axes[0, i].imshow(m.images[i].permute(1, 2, 0).numpy())
+        axes[0, i].set_title(f"λ={float(params.lam[i]):.2f}", fontsize=7)
+        axes[1, i].imshow(_colourise(m.labels[i]).numpy())
+        for r in range(2):
+            axes[r, i].axis("off")
+    fig.suptitle(f"mixer: {trainer.mixer!r}", fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+RESUME_FREE = {"epochs", "resume", "progress", "out", "device", "checkpoint_every"}
+
+
+def _check_resume(cfg: SemisegConfig, saved: dict[str, Any]) -> None:
+    """A checkpoint resumes only the configuration that wrote it (``epochs`` may grow)."""
+    now = dataclasses.asdict(cfg)
+    diff = sorted(k for k in now if k not in RESUME_FREE and k in saved and saved[k] != now[k])
+    if diff:
+        raise ValueError(
+            "cannot resume: the checkpoint was written with a different config for "
+            + ", ".join(f"{k} ({saved[k]!r} != {now[k]!r})" for k in diff)
+        )
+
+
+def _ticker(bar: Any) -> Any:
+    return lambda i: bar.update(1)
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def run(cfg: SemisegConfig) -> dict[str, Any]:
+    """Train and evaluate one configuration; writes the run directory ``cfg.out``."""
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.yaml").write_text(yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False))
+    ds = load_data(cfg)
+    split_path, labeled, unlabeled = resolve_split(cfg, ds)
+    trainer = build_trainer(cfg, ds, labeled, unlabeled)
+    ckpt_path = out / "checkpoints" / "last.pt"
+    metrics_path = out / "metrics.csv"
+    if cfg.resume and ckpt_path.is_file():
+        ckpt = load_checkpoint(ckpt_path)
+        _check_resume(cfg, ckpt.get("config", {}))
+        trainer.load_state_dict(ckpt)
+        print(f"resumed from {ckpt_path} at epoch {trainer.epoch}", flush=True)
+    metrics_path.unlink(missing_ok=True)
+    metrics = MetricsWriter(metrics_path)
+    for row in trainer.rows:  # rewrite the history the checkpoint carries
+        metrics.write({k: v for k, v in row.items() if k not in CSV_SKIP})
+
+    def on_step() -> None:  # mid-epoch checkpoints: --resume continues from the same step
+        if cfg.checkpoint_every and trainer.step % cfg.checkpoint_every == 0:
+            atomic_save({**trainer.state_dict(), "config": dataclasses.asdict(cfg)}, ckpt_path)
+
+    start = time.time()
+    while trainer.epoch < cfg.epochs:
+        bar = None
+        if cfg.progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=cfg.iters_per_epoch, desc=f"epoch {trainer.epoch + 1}", leave=False)
+        row = trainer.train_epoch(None if bar is None else _ticker(bar), on_step)
+        if bar is not None:
+            bar.close()
+        metrics.write({k: v for k, v in row.items() if k not in CSV_SKIP})
+        atomic_save({**trainer.state_dict(), "config": dataclasses.asdict(cfg)}, ckpt_path)
+        extra = "  ".join(
+            f"{k} {row[k]:.3f}" for k in row if k.endswith("_miou") and k != "val_miou"
+        )
+        print(
+            f"epoch {row['epoch']}/{cfg.epochs} [{row['active'] or '-'}]  loss {row['loss']:.4f}"
+            f"  sup {row['loss_sup']:.4f}  unsup {row['loss_unsup']:.4f}"
+            f"  pass {row['pass_rate']:.2f}  val mIoU {row['val_miou']:.4f}  {extra}"
+            f"  ({row['epoch_time_s']:.1f} s)",
+            flush=True,
+        )
+    final = trainer.rows[-1]
+    teachers = list(trainer.teachers())
+    semi_rows = [r for r in trainer.rows if r["active"] not in ("", "warmup")]
+    keys = [f"{p}_{t}" for t in teachers for p in ("dist", "disagree", "kl")]
+    summary = {
+        "method": cfg.method,
+        "mix": cfg.mix,
+        "split": cfg.split,
+        "protocol": cfg.protocol,
+        "seed": cfg.seed,
+        "split_file": str(split_path),
+        "split_sha256": _sha256(split_path),
+        "dataset_fingerprint": ds.fingerprint,
+        "num_labeled": int(labeled.numel()),
+        "num_unlabeled": int(unlabeled.numel()),
+        "epochs": cfg.epochs,
+        "iters_per_epoch": cfg.iters_per_epoch,
+        "steps": trainer.step,
+        "val_miou": final["val_miou"],
+        "val_pixel_acc": final["val_pixel_acc"],
+        "val_iou": dict(zip(CLASS_NAMES, final["val_iou"], strict=True)),
+        "best_val_miou": max(r["val_miou"] for r in trainer.rows),
+        "teacher_miou": {t: final[f"{t}_miou"] for t in teachers},
+        "distance": summarize_history(semi_rows, keys) if teachers else {},
+        "curve": trainer.curve,
+        "train_time_s": round(sum(r["epoch_time_s"] for r in trainer.rows), 2),
+        "wall_time_s": round(time.time() - start, 2),
+    }
+    write_json(summary, out / "summary.json")
+    save_overlays(trainer, ds, out / "plots" / "overlay.png")
+    save_mix_example(trainer, ds, out / "plots" / "mix_example.png")
+    if teachers and trainer.curve:
+        curves = {
+            t: ([p["step"] for p in trainer.curve], [p[t] for p in trainer.curve]) for t in teachers
+        }
+        plot_distance_curves(
+            curves,
+            out / "plots" / "distance.png",
+            title=f"{cfg.method}: teacher-student parameter distance",
+            epoch_steps=cfg.iters_per_epoch,
+        )
+    return summary

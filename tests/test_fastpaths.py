@@ -1,0 +1,326 @@
+"""Every fast path of the pixel ops (issue 6) gives outputs IDENTICAL to a plain reference
+written here: partner batch by advanced indexing ``x[perm]``, per-sample loops that fill
+a bool region and a resized canvas (``F.interpolate`` / ``F.grid_sample`` one sample at a
+time), ``torch.where`` for selections and the float blend for MixUp. ``torch.equal`` for
+floats (lerp with a 0/1 weight == where, for finite values) and uint8/int64 alike."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from mixkit import bench, ops
+from mixkit.augment import (
+    ClassMix,
+    CutMix,
+    Cutout,
+    FMix,
+    Kind,
+    MixUp,
+    MixUpCutMix,
+    RandomChoice,
+    ResizeMix,
+    apply_images,
+    apply_masks,
+)
+from mixkit.augment.base import all_finite
+from mixkit.ops import _fast
+
+DTYPES = [torch.float32, torch.float64, torch.uint8]
+
+
+# ----------------------------------------------------------------------------- reference
+def make_images(b: int, h: int, w: int, dtype: torch.dtype, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(b, 3, h, w, generator=g, dtype=torch.float64)
+    return (x * 255).round().to(dtype) if dtype == torch.uint8 else (x * 4 - 2).to(dtype)
+
+
+def ref_resize_one(src: torch.Tensor, box: list[int], size: tuple[int, int], mode: str):
+    """src (C, Hs, Ws) resized into box on an HxW canvas (zeros outside)."""
+    x1, y1, x2, y2 = box
+    c, hs, ws = src.shape
+    canvas = torch.zeros(c, *size, dtype=src.dtype)
+    if x2 <= x1 or y2 <= y1:
+        return canvas
+    if mode == "nearest":
+        crop = F.interpolate(src[None].double(), size=(y2 - y1, x2 - x1), mode="nearest")[0]
+        canvas[:, y1:y2, x1:x2] = crop.to(src.dtype)  # nearest copies values: exact
+        return canvas
+
+    # bilinear, align_corners=False: source (i + 0.5) * in/out - 0.5 clamped at 0, in
+    # grid_sample's [-1, 1] frame (float32), border padding.
+    def axis(n: int, n_src: int) -> torch.Tensor:
+        i = torch.arange(n, dtype=torch.float32)
+        s = ((i + 0.5) * (n_src / torch.tensor(float(n))) - 0.5).clamp_min(0)
+        return (s + 0.5) / n_src * 2 - 1
+
+    gy, gx = axis(y2 - y1, hs), axis(x2 - x1, ws)
+    grid = torch.stack(torch.broadcast_tensors(gx[None, :], gy[:, None]), -1)[None]
+    fsrc = src[None] if src.is_floating_point() else src[None].float()
+    res = F.grid_sample(
+        fsrc, grid.to(fsrc.dtype), mode="bilinear", padding_mode="border", align_corners=False
+    )[0]
+    if not src.is_floating_point():
+        res = res.round().clamp(0, 255).to(src.dtype)
+    canvas[:, y1:y2, x1:x2] = res
+    return canvas
+
+
+def ref_mix(params, x: torch.Tensor, fill: float | None) -> torch.Tensor:
+    """The plain reference of ``apply_images`` (x (B, C, H, W)) / int-map masks."""
+    b, c, h, w = x.shape
+    partner = x[params.perm]
+    source = partner.clone()
+    region = torch.zeros(b, 1, h, w, dtype=torch.bool)
+    for i in range(b):
+        k = int(params.kind[i])
+        x1, y1, x2, y2 = params.boxes[i].tolist()
+        if k in (Kind.CROP, Kind.RESIZE, Kind.FILL):
+            region[i, :, y1:y2, x1:x2] = True
+        if k == Kind.MASK:
+            region[i, 0] = params.mask[i]
+        if k == Kind.RESIZE:
+            source[i] = ref_resize_one(partner[i], [x1, y1, x2, y2], (h, w), params.resize_mode)
+        if k == Kind.FILL and fill is not None:
+            source[i] = torch.full((), fill, dtype=x.dtype)
+    if Kind.BLEND not in set(params.kind.tolist()):
+        return torch.where(region, source, x)
+    lam = params.lam.double() if x.dtype == torch.float64 else params.lam.float()
+    weight = torch.where(
+        (params.kind == Kind.BLEND).view(-1, 1, 1, 1),
+        1 - lam.view(-1, 1, 1, 1),
+        region.to(lam.dtype),
+    )
+    if x.is_floating_point():
+        return torch.lerp(x, source, weight.to(x.dtype))
+    w32 = weight.float()
+    return (x.float() * (1 - w32) + source.float() * w32).round().clamp(0, 255).to(x.dtype)
+
+
+def assert_identical(a: torch.Tensor, b: torch.Tensor) -> None:
+    assert a.dtype == b.dtype and a.shape == b.shape
+    assert torch.equal(a, b), f"max diff {(a.double() - b.double()).abs().max()}"
+
+
+@pytest.fixture(params=["default", "tiny"])
+def block_bytes(request, monkeypatch):
+    """Default blocks, and one-to-two-sample blocks (the loop the 224x224 batches take)."""
+    if request.param == "tiny":
+        monkeypatch.setattr(_fast, "BLOCK_BYTES", 3 * 13 * 11 * 8 * 2 - 1)
+    return request.param
+
+
+def modules(mode: str):
+    return [
+        MixUp(mode=mode, p=0.7),
+        CutMix(mode=mode, p=0.7),
+        CutMix(mode=mode),
+        CutMix(mode=mode, correct_lam=False),
+        ResizeMix(mode=mode, p=0.8),
+        ResizeMix(mode=mode, interpolation="bilinear"),
+        Cutout(length=5, value=0.7, mode=mode, p=0.6),
+        FMix(mode=mode),
+        ClassMix(5, mode=mode),
+        MixUpCutMix(mode=mode),
+        RandomChoice([CutMix(), ResizeMix(), Cutout(length=4, value=3), FMix()], mode=mode),
+        RandomChoice([CutMix(), ResizeMix(interpolation="bilinear"), MixUp()], mode=mode),
+    ]
+
+
+# ----------------------------------------------------------------------------- transforms
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("mode", ["batch", "elem"])
+def test_apply_images_new_out_inplace_identical(dtype, mode, block_bytes):
+    b, h, w = 6, 13, 11
+    x = make_images(b, h, w, dtype, seed=1)
+    seg = torch.randint(0, 5, (b, h, w), generator=torch.Generator().manual_seed(2))
+    for seed, m in enumerate(modules(mode)):
+        ctx = {"label_maps": seg} if isinstance(m, ClassMix) else {}
+        params = m.draw(x.shape, generator=seed, **ctx)
+        ref = ref_mix(params, x, params.fill)
+        before = x.clone()
+        assert_identical(apply_images(params, x), ref)
+        assert torch.equal(x, before)  # never mutated by default
+        out = torch.full_like(x, 7)
+        assert apply_images(params, x, out=out) is out
+        assert_identical(out, ref)
+        work = x.clone()
+        assert apply_images(params, work, inplace=True) is work
+        assert_identical(work, ref)
+        if Kind.BLEND not in set(params.kind.tolist()):  # int maps: same regions, nearest
+            nearest = params.replace(resize_mode="nearest")
+            assert_identical(apply_masks(params, seg), ref_mix(nearest, seg[:, None], 255)[:, 0])
+            seg8 = seg.to(torch.uint8)
+            assert_identical(apply_masks(params, seg8), ref_mix(nearest, seg8[:, None], 255)[:, 0])
+
+
+def test_apply_images_memory_formats_and_views():
+    x = make_images(6, 13, 11, torch.float32, seed=3)
+    for m in modules("elem"):
+        if isinstance(m, ClassMix):
+            continue
+        params = m.draw(x.shape, generator=4)
+        ref = ref_mix(params, x, params.fill)
+        cl = x.contiguous(memory_format=torch.channels_last)
+        assert_identical(apply_images(params, cl), ref)
+        big = torch.zeros(6, 5, 15, 14)
+        view = big[:, 1:4, 1:14, 2:13]  # non-contiguous
+        view.copy_(x)
+        assert_identical(apply_images(params, view), ref)
+        assert_identical(apply_images(params, view, inplace=True), ref)
+        assert torch.equal(big[:, 1:4, 1:14, 2:13], ref) and big[:, 0].abs().sum() == 0
+
+
+def test_module_forward_inplace_and_out():
+    x = make_images(8, 16, 16, torch.float32, seed=5)
+    y = torch.arange(8) % 4
+    m = CutMix(mode="elem", num_classes=4, generator=3)
+    ref_x, ref_t = m(x, y)
+    params = m.last_params
+    work = x.clone()
+    got_x, got_t = m(work, y, params=params, inplace=True)
+    assert got_x is work and torch.equal(got_x, ref_x) and torch.equal(got_t, ref_t)
+    out = torch.empty_like(x)
+    got_x, _ = m(x, y, params=params, out=out)
+    assert got_x is out and torch.equal(out, ref_x)
+    with pytest.raises(ValueError, match="either out= or inplace=True"):
+        m(x, y, params=params, out=out, inplace=True)
+    with pytest.raises(ValueError, match="out must match images"):
+        m(x, y, params=params, out=torch.empty(8, 3, 16, 15))
+
+
+# ----------------------------------------------------------------------------- ops
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_ops_identical_to_reference(dtype, block_bytes):
+    b, h, w = 6, 13, 11
+    g = torch.Generator().manual_seed(7)
+    x = make_images(b, h, w, dtype, seed=8)
+    perm = torch.randperm(b, generator=g)
+    lam = torch.rand(b, generator=g)
+    lam[0], lam[1] = 0.0, 1.0
+    per_sample = CutMix(mode="elem").draw(x.shape, generator=9).boxes
+    per_sample[2] = torch.tensor([3, 4, 3, 9])  # an empty box
+    shared = per_sample[3:4].expand(b, 4).clone()
+    src = make_images(b, 7, 19, dtype, seed=10)  # any size (RecursiveMix history)
+    partner = x[perm]
+    for boxes in (per_sample, shared, torch.zeros(b, 4, dtype=torch.long)):
+        region = torch.zeros(b, 1, h, w, dtype=torch.bool)
+        for i, (x1, y1, x2, y2) in enumerate(boxes.tolist()):
+            region[i, :, y1:y2, x1:x2] = True
+        assert torch.equal(ops.box_mask(boxes, h, w), region)
+        assert_identical(ops.cutmix(x, boxes, perm), torch.where(region, partner, x))
+        assert_identical(ops.paste_region(x, partner, boxes), torch.where(region, partner, x))
+        fill = torch.full((), 1.5, dtype=dtype)
+        assert_identical(ops.cutout(x, boxes, 1.5), torch.where(region, fill, x))
+        for mode in ("nearest", "bilinear"):
+            rz = torch.stack(
+                [ref_resize_one(partner[i], boxes[i].tolist(), (h, w), mode) for i in range(b)]
+            )
+            assert_identical(ops.resizemix(x, boxes, perm, mode), torch.where(region, rz, x))
+            rs = torch.stack(
+                [ref_resize_one(src[i], boxes[i].tolist(), (h, w), mode) for i in range(b)]
+            )
+            ref = torch.where(region, rs, x)
+            assert_identical(ops.resize_paste(x, src, boxes, mode), ref)
+            work = x.clone()
+            assert ops.resize_paste(work, src, boxes, mode, inplace=True) is work
+            assert_identical(work, ref)
+        # in place with the source aliasing the destination (snapshot taken)
+        work = x.clone()
+        ops.paste_region(work, work.flip(0), boxes, inplace=True)
+        assert_identical(work, torch.where(region, x.flip(0), x))
+        work = x.clone()
+        ops.cutmix(work, boxes, perm, inplace=True)
+        assert_identical(work, torch.where(region, partner, x))
+    mask = torch.rand(b, h, w, generator=g) < 0.4
+    assert_identical(ops.mask_mix(x, mask, perm), torch.where(mask[:, None], partner, x))
+    ref_w = (1 - lam.double() if dtype == torch.float64 else 1 - lam).view(-1, 1, 1, 1)
+    if dtype.is_floating_point:
+        ref = torch.lerp(x, partner, ref_w.to(dtype))
+    else:
+        ref = (x.float() * (1 - ref_w) + partner.float() * ref_w).round().clamp(0, 255).to(dtype)
+    assert_identical(ops.mixup(x, lam, perm), ref)
+    work = x.clone()
+    assert_identical(ops.mixup(work, lam, perm, inplace=True), ref)
+    assert_identical(ops.blend(x, partner, mask[:, None]), torch.where(mask[:, None], partner, x))
+    assert_identical(ops.blend(x, partner, mask[0]), torch.where(mask[0], partner, x))  # (H, W)
+    wf = torch.rand(b, 1, h, w, generator=g)
+    if dtype.is_floating_point:
+        ref = torch.lerp(x, partner, wf.to(dtype))
+    else:
+        ref = (x.float() * (1 - wf) + partner.float() * wf).round().clamp(0, 255).to(dtype)
+    assert_identical(ops.blend(x, partner, wf), ref)
+
+
+def test_caller_masks_and_weights_are_not_modified():
+    x = make_images(4, 8, 8, torch.uint8)
+    mask = torch.rand(4, 8, 8, generator=torch.Generator().manual_seed(0)) < 0.5
+    before = mask.clone()
+    ops.mask_mix(x, mask, torch.tensor([1, 2, 3, 0]))
+    ops.blend(x, x.flip(0), mask[:, None])
+    assert torch.equal(mask, before) and mask.view(torch.uint8).max() <= 1
+
+
+def test_bad_out_and_inplace_arguments():
+    x = make_images(4, 8, 8, torch.float32)
+    boxes = torch.tensor([[0, 0, 4, 4]] * 4)
+    perm = torch.tensor([1, 2, 3, 0])
+    with pytest.raises(ValueError, match="either out= or inplace=True"):
+        ops.cutmix(x, boxes, perm, out=torch.empty_like(x), inplace=True)
+    with pytest.raises(ValueError, match=r"out must match images .*dtype torch.float64"):
+        ops.cutmix(x, boxes, perm, out=torch.empty_like(x, dtype=torch.float64))
+    with pytest.raises(ValueError, match="mode must be 'nearest' or 'bilinear'"):
+        ops.resize_paste(x, x, boxes, "bicubic")
+
+
+def test_scratch_buffers_are_reused_and_cleared():
+    x = make_images(4, 8, 8, torch.float32)
+    perm = torch.tensor([1, 2, 3, 0])
+    ops.mixup(x, torch.full((4,), 0.3), perm)
+    buf = _fast._SCRATCH.buffers[("partner", torch.float32)]
+    ops.mixup(x, torch.full((4,), 0.3), perm)
+    assert _fast._SCRATCH.buffers[("partner", torch.float32)] is buf  # no new allocation
+    _fast.clear_workspace()
+    assert not _fast._SCRATCH.buffers
+
+
+def test_all_finite():
+    assert all_finite(torch.rand(5, 3))
+    assert all_finite(torch.full((4,), 3e38))  # sum overflows: exact fallback says finite
+    assert all_finite(torch.full((4,), 6e4, dtype=torch.float16))
+    for bad in (math.nan, math.inf, -math.inf):
+        t = torch.rand(50)
+        t[17] = bad
+        assert not all_finite(t)
+        assert not all_finite(t.double())
+
+
+# ----------------------------------------------------------------------------- bench
+def test_bench_cases_render_and_section(tmp_path):
+    cases, versions = bench.build_cases(
+        ["128x3x32x32"], torch.device("cpu"), ("cutmix", "recursive"), peers=False
+    )
+    keys = {c.key for c in cases}
+    assert ("128x3x32x32", "cutmix", "elem", "inplace", "mixkit") in keys
+    assert ("128x3x32x32", "recursive", "batch", "out=", "mixkit") in keys
+    clone = next(c for c in cases if c.op == "clone")
+    cut = next(c for c in cases if c.key[1:4] == ("cutmix", "elem", "apply"))
+    bench.measure([clone, cut], threads=1, rounds=1, min_run_time=0.01)
+    assert len(clone.times) == 1 and clone.times[0] > 0
+    for c in cases:  # synthetic times: the table is a pure function of them
+        c.times = [2e-4] if c.op != "clone" else [1e-4]
+    text = bench.render(cases, "test machine", "mixkit bench", torch.device("cpu"), versions)
+    assert "| 128x3x32x32 | cutmix | elem | 200 | 200 | 2.00 |" in text
+    md = tmp_path / "B.md"
+    md.write_text("# T\n\n## 1. Op speed (issue 6)\n\nold\n\n## 2. Next\n\nkeep\n")
+    bench.replace_section(md, bench.SECTION, text)
+    new = md.read_text()
+    assert "old" not in new and "## 2. Next\n\nkeep\n" in new and "test machine" in new
+    with pytest.raises(ValueError, match="size must be one of"):
+        bench.build_cases(["1x1"], torch.device("cpu"))
+    with pytest.raises(ValueError, match="timer must be one of"):
+        bench.measure([clone], 1, 1, 0.01, timer="gpu")
