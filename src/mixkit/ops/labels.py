@@ -10,11 +10,13 @@ __all__ = ["one_hot", "smooth", "mix_targets", "to_targets"]
 
 def one_hot(labels: Tensor, num_classes: int, dtype: torch.dtype = torch.float32) -> Tensor:
     """(B,) int64 class ids -> (B, K) one-hot. Raises ValueError if an id is outside [0, K)."""
-    if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
-        raise ValueError(
-            f"labels must be class ids in [0, num_classes={num_classes}), "
-            f"got values in [{int(labels.min())}, {int(labels.max())}]: num_classes too small?"
-        )
+    if labels.numel():
+        lo, hi = (int(v) for v in torch.stack(torch.aminmax(labels)).tolist())  # one sync
+        if lo < 0 or hi >= num_classes:
+            raise ValueError(
+                f"labels must be class ids in [0, num_classes={num_classes}), "
+                f"got values in [{lo}, {hi}]: num_classes too small?"
+            )
     out = torch.zeros(labels.shape[0], num_classes, dtype=dtype, device=labels.device)
     return out.scatter_(1, labels.long().view(-1, 1), 1.0)
 

@@ -122,15 +122,8 @@ def sample_boxes_centred(
     y1 = cy - box_h // 2
     x1 = cx - box_w // 2
     boxes = torch.stack([x1, y1, x1 + box_w, y1 + box_h], dim=1)
-    return torch.stack(
-        [
-            boxes[:, 0].clamp(0, width),
-            boxes[:, 1].clamp(0, height),
-            boxes[:, 2].clamp(0, width),
-            boxes[:, 3].clamp(0, height),
-        ],
-        dim=1,
-    )
+    upper = torch.tensor([width, height, width, height], dtype=boxes.dtype)
+    return torch.minimum(boxes.clamp_(min=0), upper)
 
 
 def sample_boxes_inside(
