@@ -27,7 +27,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 from torch import Tensor  # noqa: E402
 
-from mixkit import data  # noqa: E402
+from mixkit import data, plots  # noqa: E402
 from mixkit.augment import BoxBatch, CutMix, MixTransform, ResizeMix  # noqa: E402
 from mixkit.augment.params import Kind  # noqa: E402
 
@@ -168,12 +168,7 @@ def render(path: str | Path, seed: int = 0, b: int = 4) -> Path:
         "red dashed: dropped (<25% visible) · cyan dotted: pasted region",
         fontsize=8,
     )
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return plots.save_figure(fig, path)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -18,8 +18,19 @@ __all__ = [
     "label_text",
     "read_metrics",
     "save_training_curves",
+    "save_figure",
 ]
 
+
+
+def save_figure(fig: Any, path: str | Path, dpi: int = 110) -> Path:
+    """``tight_layout``, write ``fig`` to ``path`` (parent folders created) and close it."""
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+    return path
 
 def label_text(target: Tensor, top: int = 2, names: list[str] | None = None) -> str:
     """'7:0.62 3:0.38' for a (K,) soft target (top classes with non-zero weight)."""
@@ -69,12 +80,7 @@ def save_mix_grid(
         ax.set_title("\n".join(lines), fontsize=7)
     if title:
         fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def save_mix_grid_for(ds: Any, mixer: Any, n: int, path: str | Path, *, seed: int = 0) -> Path:
@@ -165,9 +171,4 @@ def save_training_curves(
         ax.legend(fontsize=7)
     if title:
         fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)

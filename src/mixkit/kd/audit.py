@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from mixkit import data
+from mixkit import data, plots
 from mixkit.kd.config import AuditConfig
 from mixkit.kd.schemes import (
     Identity,
@@ -345,10 +345,7 @@ def save_scatter(
         fontsize=9,
     )
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return plots.save_figure(fig, path)
 
 
 def _fmt(v: float, spec: str) -> str:

@@ -157,7 +157,7 @@ def _command(args: argparse.Namespace, budget: dict[str, int]) -> str:
 def _plot(acc: dict[str, dict[str, list[float]]], methods: list[str], path: Path) -> None:
     import matplotlib.pyplot as plt
 
-    from mixkit import plots  # noqa: F401  (selects the Agg backend)
+    from mixkit import plots  # selects the Agg backend
 
     datasets = list(acc)
     fig, axes = plt.subplots(1, len(datasets), figsize=(4.2 * len(datasets), 3.4), squeeze=False)
@@ -175,10 +175,7 @@ def _plot(acc: dict[str, dict[str, list[float]]], methods: list[str], path: Path
         ax.set_ylim(max(0.0, min(lows) - 1.0), min(100.0, max(highs) + 1.0) + 0.2)
         ax.set_ylabel("last-epoch test accuracy (%)")
         ax.set_title(f"{ds} (mean ± std, dots = seeds)", fontsize=9)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    plots.save_figure(fig, path)
 
 
 def run_experiment(args: argparse.Namespace) -> int:
