@@ -14,7 +14,14 @@ from typing import Any
 from mixkit import __version__
 from mixkit.config import TrainConfig, build_config, load_yaml, parse_overrides
 
-__all__ = ["main", "build_parser", "add_config_flags", "add_common_flags", "config_from_args"]
+__all__ = [
+    "main",
+    "build_parser",
+    "add_config_flags",
+    "add_common_flags",
+    "config_from_args",
+    "given_flags",
+]
 
 
 def add_config_flags(
@@ -84,6 +91,22 @@ def config_from_args(args: argparse.Namespace, cls: type) -> Any:
     names = {f.name for f in dataclasses.fields(cls)}
     layers.append({k: v for k, v in vars(args).items() if k in names and v is not None})
     return build_config(cls, *layers)
+
+
+def given_flags(args: argparse.Namespace, cls: type) -> list[str]:
+    """The ``add_config_flags`` flags of ``cls`` the user passed, as command-line text
+    (``--name value``, ``--flag`` / ``--no-flag``): experiments record their exact command."""
+    flags = []
+    for f in dataclasses.fields(cls):
+        v = getattr(args, f.name, None)
+        if v is None:
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        if isinstance(v, bool):
+            flags.append(flag if v else "--no-" + flag[2:])
+        else:
+            flags.append(f"{flag} {v}")
+    return flags
 
 
 def _cmd_train(args: argparse.Namespace) -> int:

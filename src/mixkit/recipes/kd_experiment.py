@@ -110,16 +110,9 @@ def _cmd(args: argparse.Namespace) -> int:
 
 
 def _command(args: argparse.Namespace) -> str:
-    flags = []
-    for f in dataclasses.fields(KDExperimentConfig):
-        v = getattr(args, f.name, None)
-        if v is None:
-            continue
-        flag = "--" + f.name.replace("_", "-")
-        if isinstance(v, bool):
-            flags.append(flag if v else "--no-" + flag[2:])
-        else:
-            flags.append(f"{flag} {v}")
+    from mixkit.cli import given_flags
+
+    flags = given_flags(args, KDExperimentConfig)
     return "OMP_NUM_THREADS=1 mixkit experiment kd " + " ".join(flags)
 
 
