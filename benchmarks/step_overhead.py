@@ -31,7 +31,7 @@ from torch.utils import benchmark
 
 from mixkit import losses, models
 from mixkit.augment import CutMix
-from mixkit.recipes.rm_experiment import replace_section
+from mixkit.markdown import replace_section
 from mixkit.recursive import RecursiveMix, RecursiveMixStep
 from mixkit.train import build_optimizer
 

@@ -48,6 +48,7 @@ from mixkit.augment import (
     apply_images,
     apply_masks,
 )
+from mixkit.markdown import replace_section
 
 __all__ = [
     "SIZES",
@@ -499,26 +500,6 @@ def machine_line(device: torch.device, threads: int) -> str:
 def command_line(prog: str, argv: list[str]) -> str:
     env = " ".join(f"{k}={os.environ[k]}" for k in MALLOC_ENV if k in os.environ)
     return " ".join(p for p in (env, prog, *argv) if p)
-
-
-def replace_section(path: str | Path, heading: str, body: str) -> None:
-    """Replace the text between the line ``heading`` and the next ``## `` heading of a
-    markdown file (appended if missing); the rest of the file stays byte-identical."""
-    path = Path(path)
-    text = path.read_text() if path.is_file() else ""
-    lines = text.splitlines(keepends=True)
-    try:
-        start = next(i for i, ln in enumerate(lines) if ln.rstrip("\n") == heading)
-    except StopIteration:
-        sep = "" if not text or text.endswith("\n") else "\n"
-        path.write_text(f"{text}{sep}\n{heading}\n\n{body.rstrip()}\n")
-        return
-    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
-    tail = "".join(lines[end:])
-    new = "".join(lines[: start + 1]) + "\n" + body.rstrip() + "\n" + ("\n" + tail if tail else "")
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(new)
-    os.replace(tmp, path)
 
 
 def run(

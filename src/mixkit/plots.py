@@ -22,7 +22,6 @@ __all__ = [
 ]
 
 
-
 def save_figure(fig: Any, path: str | Path, dpi: int = 110) -> Path:
     """``tight_layout``, write ``fig`` to ``path`` (parent folders created) and close it."""
     fig.tight_layout()
@@ -31,6 +30,7 @@ def save_figure(fig: Any, path: str | Path, dpi: int = 110) -> Path:
     fig.savefig(path, dpi=dpi)
     plt.close(fig)
     return path
+
 
 def label_text(target: Tensor, top: int = 2, names: list[str] | None = None) -> str:
     """'7:0.62 3:0.38' for a (K,) soft target (top classes with non-zero weight)."""

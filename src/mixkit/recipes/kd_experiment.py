@@ -28,6 +28,8 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
+from mixkit.markdown import replace_section
+
 __all__ = ["add_experiment", "KDExperimentConfig", "run_experiment", "replace_section", "SECTION"]
 
 SECTION = "## 4. Knowledge distillation: T. stddev audit (issue 4)"
@@ -129,21 +131,6 @@ def _distill_one(cfg_dict: dict[str, Any]) -> dict[str, Any]:
 
 def _mean_std(v: list[float]) -> tuple[float, float]:
     return statistics.fmean(v), (statistics.stdev(v) if len(v) > 1 else 0.0)
-
-
-def replace_section(path: str | Path, heading: str, body: str) -> None:
-    """Replace the text between ``heading`` and the next ``## `` heading of a markdown file."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"benchmarks file not found: {path}")
-    lines = path.read_text().splitlines()
-    try:
-        i = next(k for k, line in enumerate(lines) if line.strip() == heading)
-    except StopIteration:
-        raise ValueError(f"{path} has no heading {heading!r}") from None
-    j = next((k for k in range(i + 1, len(lines)) if lines[k].startswith("## ")), len(lines))
-    new = lines[: i + 1] + [""] + body.strip("\n").splitlines() + [""] + lines[j:]
-    path.write_text("\n".join(new).rstrip("\n") + "\n")
 
 
 def _replace_block(path: Path, body: str) -> None:

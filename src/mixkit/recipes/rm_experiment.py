@@ -24,6 +24,8 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
+from mixkit.markdown import replace_section
+
 __all__ = ["add_experiment", "run_experiment", "replace_section", "METHODS", "SECTION"]
 
 SECTION = "## 3. RecursiveMix replication (issue 3)"
@@ -113,27 +115,6 @@ def _train_one(cfg_dict: dict[str, Any], threads: int) -> dict[str, Any]:
             return json.loads(summary_path.read_text())
     torch.set_num_threads(threads)
     return classify.run(TrainConfig(**cfg_dict))
-
-
-def replace_section(path: str | Path, heading: str, body: str) -> None:
-    """Replace the text between the line ``heading`` and the next ``## `` heading of a
-    markdown file (the heading is appended if missing). Other sections stay byte-identical."""
-    path = Path(path)
-    text = path.read_text() if path.is_file() else ""
-    lines = text.splitlines(keepends=True)
-    try:
-        start = next(i for i, ln in enumerate(lines) if ln.rstrip("\n") == heading)
-    except StopIteration:
-        if text and not text.endswith("\n"):
-            text += "\n"
-        path.write_text(f"{text}\n{heading}\n\n{body.rstrip()}\n")
-        return
-    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
-    tail = "".join(lines[end:])
-    new = "".join(lines[: start + 1]) + "\n" + body.rstrip() + "\n" + ("\n" + tail if tail else "")
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(new)
-    os.replace(tmp, path)
 
 
 def _mean_std(values: list[float]) -> tuple[float, float]:

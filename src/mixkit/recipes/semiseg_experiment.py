@@ -26,6 +26,8 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
+from mixkit.markdown import replace_section
+
 __all__ = ["SemisegExperimentConfig", "add_experiment", "run_experiment", "replace_section"]
 
 SECTION = "## 5. Semi-supervised segmentation (issue 5)"
@@ -153,21 +155,6 @@ def _mean_std(v: list[float]) -> tuple[float, float]:
 def _pm(v: list[float], scale: float = 100.0, digits: int = 1) -> str:
     m, s = _mean_std(v)
     return f"{m * scale:.{digits}f} ± {s * scale:.{digits}f}"
-
-
-def replace_section(path: str | Path, heading: str, body: str) -> None:
-    """Replace the text between ``heading`` and the next ``## `` heading of a markdown file."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"benchmarks file not found: {path}")
-    lines = path.read_text().splitlines()
-    try:
-        i = next(k for k, line in enumerate(lines) if line.strip() == heading)
-    except StopIteration:
-        raise ValueError(f"{path} has no heading {heading!r}") from None
-    j = next((k for k in range(i + 1, len(lines)) if lines[k].startswith("## ")), len(lines))
-    new = lines[: i + 1] + [""] + body.strip("\n").splitlines() + [""] + lines[j:]
-    path.write_text("\n".join(new).rstrip("\n") + "\n")
 
 
 def _plan(cfg: SemisegExperimentConfig) -> list[dict[str, Any]]:
