@@ -6,6 +6,11 @@ train split [first ``train_subset``] -> per batch: x = base_aug(x_raw), x′ = s
 official code) -> ``kd_loss`` -> SGD + cosine LR -> per epoch: test CE/accuracy,
 metrics.csv, checkpoints/last.pt; summary.json at the end.
 
+Under ``torchrun`` it trains data-parallel (:mod:`mixkit.distributed`, the pattern of
+``mixkit train``): ``batch_size`` is the global batch split over the ranks, every rank loads
+the same frozen teacher, the student is wrapped in DistributedDataParallel with synchronised
+BatchNorm, and only rank 0 writes the run folder.
+
 Source: Good-DA-in-KD ``helper/loops.py::train_distill`` and ``distiller_zoo/KD.py``.
 """
 
@@ -23,7 +28,7 @@ import yaml
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from mixkit import data, losses, models, resume
+from mixkit import data, distributed, losses, models, resume
 from mixkit.kd.config import KDConfig
 from mixkit.kd.schemes import Identity, SchemeContext, build_scheme, teacher_logits_of_last
 from mixkit.train import (
@@ -152,10 +157,20 @@ def predict_logits(
 
 
 def index_batches(
-    n: int, batch_size: int, generator: torch.Generator | None, shuffle: bool = True
+    n: int,
+    batch_size: int,
+    generator: torch.Generator | None,
+    shuffle: bool = True,
+    rank: int = 0,
+    world_size: int = 1,
 ) -> Iterator[Tensor]:
-    """Index batches of one pass, the same draw as ``data.iterate_batches`` (one randperm)."""
+    """Index batches of one pass, the same draw as ``data.iterate_batches`` (one randperm).
+    With ``world_size > 1``: rank ``rank``'s shard of that permutation
+    (``DistributedSampler`` semantics, :func:`mixkit.distributed.shard_order`) in batches of
+    ``batch_size`` (the per-rank batch)."""
     order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
+    if world_size > 1:
+        order = distributed.shard_order(n, rank, world_size, order)
     yield from order.split(batch_size)
 
 
@@ -173,39 +188,97 @@ def subset(split: data.Split, n: int) -> data.Split:
     return data.Split(split.x[:n], split.y[:n])
 
 
+class _StudentPass(nn.Module):
+    """The student on x and x′ in one call (two passes as the official code, or one over
+    ``cat(x, x′)`` with ``joint``), so DistributedDataParallel sees both uses of a step."""
+
+    def __init__(self, student: nn.Module, joint: bool) -> None:
+        super().__init__()
+        self.student, self.joint = student, joint
+
+    def forward(self, x: Tensor, x_aug: Tensor) -> tuple[Tensor, Tensor]:
+        if self.joint:
+            s, s_aug = self.student(torch.cat([x, x_aug])).split([len(x), len(x_aug)])
+            return s, s_aug
+        return self.student(x), self.student(x_aug)
+
+
+# Config keys that may change between a run and its resumption (the rest must match).
+RESUME_IGNORES = frozenset({"resume", "checkpoint_every", "progress", "out", "device"})
+
+
 def run(cfg: KDConfig) -> dict[str, Any]:
-    """Distil a student and write the run folder ``cfg.out``. Returns the summary dict."""
-    out = Path(cfg.out)
-    device = torch.device(cfg.device)
+    """Distil a student and write the run folder ``cfg.out``. Returns the summary dict.
+
+    Under ``torchrun`` (``WORLD_SIZE > 1``) this is data-parallel: ``cfg.batch_size`` is the
+    global batch, split evenly over the ranks; see :mod:`mixkit.distributed`."""
+    env = distributed.init_from_env(cfg.device)
+    try:
+        return _run(cfg, env)
+    finally:
+        distributed.shutdown(env)
+
+
+def _run(cfg: KDConfig, env: distributed.DistEnv) -> dict[str, Any]:
+    out, main = Path(cfg.out), env.is_main
+    if cfg.batch_size % env.world_size:
+        raise ValueError(
+            f"batch_size is the global batch and must be divisible by the {env.world_size} "
+            f"ranks, got {cfg.batch_size}"
+        )
+    device = env.device if env.distributed else torch.device(cfg.device)
+    # Every rank loads the same checkpoint: identical frozen teachers (checked at the end).
     teacher, ds, tcfg = load_teacher(cfg.teacher, device)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "config.yaml").write_text(yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False))
-    seed_everything(cfg.seed)
+    if main:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.yaml").write_text(yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False))
+    seed_everything(cfg.seed)  # same student init on every rank
     student = models.build_model(cfg.student, ds.num_classes, ds.in_channels).to(device)
+    # global-batch BN statistics across ranks (no-op on one rank)
+    student = distributed.sync_batchnorm(student, env)
+    if env.rank:  # per-rank global RNGs; rank 0 keeps the plain-run seeds
+        seed_everything(distributed.rank_seed(cfg.seed, env.rank))
     scheme = build_scheme(cfg.da, **cfg.scheme_options())
     ctx = SchemeContext(ds.mean, ds.std, teacher, student, cfg.temperature)
     train = subset(ds.train, cfg.train_subset)
 
-    # Generators: shuffle, x's loader transform, the scheme draws (independent streams).
+    # Generators: shuffle (one global permutation: same seed on every rank), x's loader
+    # transform and the scheme draws (independent per-rank streams; rank 0 = plain run).
     shuffle_gen = torch.Generator().manual_seed(cfg.seed)
-    base_gen = torch.Generator().manual_seed(cfg.seed + 1)
-    scheme_gen = torch.Generator().manual_seed(cfg.seed + 2)
+    base_gen = torch.Generator().manual_seed(distributed.rank_seed(cfg.seed + 1, env.rank))
+    scheme_gen = torch.Generator().manual_seed(distributed.rank_seed(cfg.seed + 2, env.rank))
     # Without a loader transform x is fixed, so the frozen teacher's logits on x are cached.
     cached = predict_logits(teacher, train.x, ctx, device) if cfg.base_aug == "none" else None
 
     optimizer = build_optimizer(student, cfg.lr, cfg.momentum, cfg.weight_decay)
-    steps_per_epoch = -(-len(train) // cfg.batch_size)
+    student_pass = distributed.wrap_ddp(_StudentPass(student, cfg.joint_forward), env)
+    local_bs = cfg.batch_size // env.world_size
+    n_local = len(distributed.shard_order(len(train), env.rank, env.world_size))
+    steps_per_epoch = -(-n_local // local_bs)
     total_steps = cfg.epochs * steps_per_epoch
     warmup = int(cfg.warmup_epochs * steps_per_epoch)
+    test_split = ds.test
+    if env.distributed:  # each rank evaluates every world_size-th test image; sums reduced
+        test_idx = torch.arange(len(ds.test))[env.rank :: env.world_size]
+        test_split = data.Split(ds.test.x[test_idx], ds.test.y[test_idx])
 
     def test_batches():
-        for xb, yb in data.iterate_batches(ds.test, 512):
+        for xb, yb in data.iterate_batches(test_split, 512):
             yield ctx.normalize(xb), yb
 
-    teacher_test = evaluate(teacher, test_batches(), device)
+    def test(model: nn.Module) -> dict[str, float]:
+        local = evaluate(model, test_batches(), device)
+        if not env.distributed:
+            return local
+        n = len(test_split)
+        acc, loss, n_all = distributed.all_reduce_sum([local["acc"] * n, local["loss"] * n, n], env)
+        return {"acc": acc / n_all, "loss": loss / n_all}
+
+    teacher_test = test(teacher)
     # Resume (mixkit.resume): loader position (epoch, batch, shuffle state at the epoch
     # start), running sums, epoch rows, every RNG/generator state; same config required.
     ckpt_path = out / "checkpoints" / "last.pt"
+    # Per rank: every RNG/generator state (the checkpoint's ``ranks`` list, rank 0 writes).
     generators = {"base": base_gen, "scheme": scheme_gen}
     start_epoch = start_batch = step = 0
     elapsed, history, partial = 0.0, [], None
@@ -214,11 +287,16 @@ def run(cfg: KDConfig) -> dict[str, Any]:
         ckpt = load_checkpoint(ckpt_path)
         if "rng" not in ckpt or "config" not in ckpt:
             raise ValueError(f"checkpoint {ckpt_path} holds no resume state (older mixkit?)")
-        free = {"resume", "checkpoint_every", "progress", "out", "device"}
-        resume.check_resume_config(ckpt["config"], dataclasses.asdict(cfg), free)
+        resume.check_resume_config(ckpt["config"], dataclasses.asdict(cfg), RESUME_IGNORES)
+        ranks = ckpt.get("ranks", [{"rng": ckpt["rng"]}])  # older 1-rank checkpoints
+        if len(ranks) != env.world_size:
+            raise ValueError(
+                f"resume: checkpoint {ckpt_path} was written by {len(ranks)} ranks, "
+                f"this run has {env.world_size}"
+            )
         student.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
-        resume.restore_rng(ckpt["rng"], generators)
+        resume.restore_rng(ranks[env.rank]["rng"], generators)
         start_epoch, start_batch, step = ckpt["epoch"], ckpt["batch"], ckpt["step"]
         epoch_state, history, elapsed = (
             ckpt["shuffle_state"],
@@ -226,12 +304,18 @@ def run(cfg: KDConfig) -> dict[str, Any]:
             ckpt["elapsed_s"],
         )
         partial = (dict(ckpt["sums"]), ckpt["seen"])
-    (out / "metrics.csv").unlink(missing_ok=True)  # rewritten: exactly the rows so far
-    metrics = MetricsWriter(out / "metrics.csv")
-    for row in history:
-        metrics.write(row)
+    if main:
+        (out / "metrics.csv").unlink(missing_ok=True)  # rewritten: exactly the rows so far
+        metrics = MetricsWriter(out / "metrics.csv")
+        for row in history:
+            metrics.write(row)
 
     def save(epochs_done: int, batch: int, shuffle_state: Tensor, sums: dict, seen: int) -> None:
+        ranks = distributed.all_gather_object(  # collective: every rank calls it
+            {"rng": resume.capture_rng(generators)}, env
+        )
+        if not main:
+            return
         state = {
             "model": student.state_dict(),
             "optimizer": optimizer.state_dict(),
@@ -242,7 +326,8 @@ def run(cfg: KDConfig) -> dict[str, Any]:
             "sums": dict(sums),
             "seen": seen,
             "metrics": history,
-            "rng": resume.capture_rng(generators),
+            "rng": ranks[0]["rng"],
+            "ranks": ranks,
             "config": dataclasses.asdict(cfg),
             "elapsed_s": time.time() - start,
         }
@@ -262,13 +347,15 @@ def run(cfg: KDConfig) -> dict[str, Any]:
             sums, seen = partial
         else:
             epoch_state = shuffle_gen.get_state()
-        batches = index_batches(len(train), cfg.batch_size, shuffle_gen)
+        batches = index_batches(
+            len(train), local_bs, shuffle_gen, rank=env.rank, world_size=env.world_size
+        )
         bar = tqdm(
             itertools.islice(batches, first, None),
             initial=first,
             total=steps_per_epoch,
             desc=f"epoch {epoch + 1}/{cfg.epochs}",
-            disable=not cfg.progress,
+            disable=not (cfg.progress and main),
             leave=False,
         )
         for b, idx in enumerate(bar, start=first):
@@ -282,10 +369,7 @@ def run(cfg: KDConfig) -> dict[str, Any]:
                 t_aug = teacher(x_aug) if t_aug is None else t_aug
             for group in optimizer.param_groups:
                 group["lr"] = cosine_lr(cfg.lr, step, total_steps, warmup)
-            if cfg.joint_forward:
-                s, s_aug = student(torch.cat([x, x_aug])).split([len(x), len(x_aug)])
-            else:
-                s, s_aug = student(x), student(x_aug)
+            s, s_aug = student_pass(x, x_aug)
             parts = kd_loss(
                 s,
                 t,
@@ -302,16 +386,19 @@ def run(cfg: KDConfig) -> dict[str, Any]:
             parts["loss"].backward()
             optimizer.step()
             step += 1
-            for k in sums:
-                sums[k] += float(parts[k].detach()) * len(idx)
-            seen += len(idx)
+            *step_sums, n = distributed.all_reduce_sum(  # summed over ranks
+                [float(parts[k].detach()) * len(idx) for k in sums] + [len(idx)], env
+            )
+            for k, v in zip(sums, step_sums, strict=True):
+                sums[k] += v
+            seen += int(n)
             bar.set_postfix(loss=f"{sums['loss'] / seen:.4f}")
             if cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
                 if b + 1 < steps_per_epoch:  # the epoch-end checkpoint follows otherwise
                     save(epoch, b + 1, epoch_state, sums, seen)
         last = epoch + 1 == cfg.epochs
         if last or (epoch + 1) % cfg.eval_every == 0:
-            result = evaluate(student, test_batches(), device)
+            result = test(student)
         else:
             result = {"loss": float("nan"), "acc": float("nan")}
         row = {
@@ -323,8 +410,9 @@ def run(cfg: KDConfig) -> dict[str, Any]:
             "time_s": round(time.time() - start, 3),
         }
         history.append(row)
-        metrics.write(row)
-        if cfg.progress:
+        if main:
+            metrics.write(row)
+        if cfg.progress and main:
             print(
                 f"epoch {epoch + 1}/{cfg.epochs}  loss {row['train_loss']:.4f}  "
                 f"test_loss {result['loss']:.4f}  test_acc {result['acc']:.4f}",
@@ -344,7 +432,12 @@ def run(cfg: KDConfig) -> dict[str, Any]:
         "train_size": len(train),
         "epochs": cfg.epochs,
         "seed": cfg.seed,
+        "world_size": env.world_size,
         "train_time_s": round(time.time() - start, 2),
     }
-    write_json(summary, out / "summary.json")
+    if env.distributed:  # every rank must end with the same bytes (SHA-256 per rank)
+        summary["weights_sha256"] = distributed.check_same_across_ranks(student, env)
+        summary["teacher_sha256"] = distributed.check_same_across_ranks(teacher, env, "teacher")
+    if main:
+        write_json(summary, out / "summary.json")
     return summary

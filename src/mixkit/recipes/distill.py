@@ -5,12 +5,15 @@
         --da cutmix_pick --pick-criterion teacher_entropy --out runs/kd_cmp
     mixkit kd-audit --teacher runs/teacher/checkpoints/last.pt --da identity,cutmix,cutmix_pick_t
 
-The trainer, schemes and audit live in ``mixkit.kd``; this module only wires the CLI.
+``torchrun --nproc_per_node 2 -m mixkit distill ...`` distils data-parallel (``--batch-size``
+is the global batch). The trainer, schemes and audit live in ``mixkit.kd``; this module only
+wires the CLI.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 
 from mixkit.kd.config import AuditConfig, KDConfig
 
@@ -37,6 +40,8 @@ def _cmd_distill(args: argparse.Namespace) -> int:
 
     cfg = config_from_args(args, KDConfig)
     s = trainer.run(cfg)
+    if os.environ.get("RANK", "0") != "0":  # under torchrun only rank 0 reports
+        return 0
     print(
         f"done: {s['da']} -> {s['student']}: test_acc {s['test_acc']:.4f}  "
         f"test_loss {s['test_loss']:.4f}  (teacher {s['teacher_test_acc']:.4f}; "

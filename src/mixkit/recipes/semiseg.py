@@ -7,6 +7,9 @@ metrics.csv row, checkpoints/last.pt -> summary.json and plots.
     mixkit semiseg --method dualteacher --split 1/16 --mix cutmix --out runs/dt
 
 ``--resume`` continues from ``OUT/checkpoints/last.pt`` (same config) to the same bytes.
+``torchrun --nproc_per_node 2 -m mixkit semiseg ...`` trains data-parallel (the batch sizes
+are global batches; see ``mixkit.semiseg.trainers``); only rank 0 writes the run folder, and
+``summary.json`` records every rank's SHA-256 of the student and of each teacher.
 """
 
 from __future__ import annotations
@@ -14,7 +17,9 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import hashlib
+import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +30,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 import yaml  # noqa: E402
 
+from mixkit import distributed  # noqa: E402
 from mixkit.semiseg.config import SemisegConfig  # noqa: E402
 from mixkit.semiseg.data import (  # noqa: E402
     IGNORE,
@@ -35,6 +41,7 @@ from mixkit.semiseg.data import (  # noqa: E402
 )
 from mixkit.semiseg.distance import plot_distance_curves, summarize_history  # noqa: E402
 from mixkit.semiseg.net import bn_mode  # noqa: E402
+from mixkit.semiseg.pretrain import cached_pretrained  # noqa: E402
 from mixkit.semiseg.trainers import SemisegTrainer, build_trainer  # noqa: E402
 from mixkit.train import MetricsWriter, atomic_save, load_checkpoint, write_json  # noqa: E402
 
@@ -60,6 +67,8 @@ def _cmd_semiseg(args: argparse.Namespace) -> int:
 
     cfg = config_from_args(args, SemisegConfig)
     s = run(cfg)
+    if os.environ.get("RANK", "0") != "0":  # under torchrun only rank 0 reports
+        return 0
     print(
         f"done: {cfg.method} ({cfg.mix}) split {cfg.split}: val mIoU {s['val_miou']:.4f} "
         f"({s['train_time_s']} s) -> {cfg.out}"
@@ -167,42 +176,79 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def _main_first(env: distributed.DistEnv, fn: Callable[[], Any]) -> Any:
+    """``fn()`` on rank 0 first, then on the other ranks (file caches written once)."""
+    result = fn() if env.is_main else None
+    distributed.all_gather_object(None, env)  # barrier
+    return result if env.is_main else fn()
+
+
 def run(cfg: SemisegConfig) -> dict[str, Any]:
-    """Train and evaluate one configuration; writes the run directory ``cfg.out``."""
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "config.yaml").write_text(yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False))
-    ds = load_data(cfg)
-    split_path, labeled, unlabeled = resolve_split(cfg, ds)
-    trainer = build_trainer(cfg, ds, labeled, unlabeled)
+    """Train and evaluate one configuration; writes the run directory ``cfg.out``.
+
+    Under ``torchrun`` (``WORLD_SIZE > 1``) this is data-parallel over the ranks; see
+    :mod:`mixkit.semiseg.trainers` and :mod:`mixkit.distributed`."""
+    env = distributed.init_from_env(cfg.device)
+    try:
+        return _run(cfg, env)
+    finally:
+        distributed.shutdown(env)
+
+
+def _run(cfg: SemisegConfig, env: distributed.DistEnv) -> dict[str, Any]:
+    out, main = Path(cfg.out), env.is_main
+    if main:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.yaml").write_text(yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False))
+    # data caches, the split file and the pretrained-encoder cache: written by rank 0 only
+    ds = _main_first(env, lambda: load_data(cfg))
+    split_path, labeled, unlabeled = _main_first(env, lambda: resolve_split(cfg, ds))
+    if cfg.pretrain_steps > 0 and env.distributed:
+        _main_first(
+            env,
+            lambda: cached_pretrained(
+                cfg.width, cfg.canvas, cfg.pretrain_steps, cfg.pretrain_seed, cfg.pretrain_cache
+            ),
+        )
+    trainer = build_trainer(cfg, ds, labeled, unlabeled, env)
     ckpt_path = out / "checkpoints" / "last.pt"
     metrics_path = out / "metrics.csv"
     if cfg.resume and ckpt_path.is_file():
         ckpt = load_checkpoint(ckpt_path)
         _check_resume(cfg, ckpt.get("config", {}))
         trainer.load_state_dict(ckpt)
-        print(f"resumed from {ckpt_path} at epoch {trainer.epoch}", flush=True)
-    metrics_path.unlink(missing_ok=True)
-    metrics = MetricsWriter(metrics_path)
-    for row in trainer.rows:  # rewrite the history the checkpoint carries
-        metrics.write({k: v for k, v in row.items() if k not in CSV_SKIP})
+        if main:
+            print(f"resumed from {ckpt_path} at epoch {trainer.epoch}", flush=True)
+    if main:
+        metrics_path.unlink(missing_ok=True)
+        metrics = MetricsWriter(metrics_path)
+        for row in trainer.rows:  # rewrite the history the checkpoint carries
+            metrics.write({k: v for k, v in row.items() if k not in CSV_SKIP})
+
+    def save_checkpoint() -> None:  # collective: every rank's random state, rank 0 writes
+        ranks = distributed.all_gather_object(trainer.rank_state(), env)
+        if main:
+            state = {**trainer.state_dict(), "ranks": ranks, "config": dataclasses.asdict(cfg)}
+            atomic_save(state, ckpt_path)
 
     def on_step() -> None:  # mid-epoch checkpoints: --resume continues from the same step
         if cfg.checkpoint_every and trainer.step % cfg.checkpoint_every == 0:
-            atomic_save({**trainer.state_dict(), "config": dataclasses.asdict(cfg)}, ckpt_path)
+            save_checkpoint()
 
     start = time.time()
     while trainer.epoch < cfg.epochs:
         bar = None
-        if cfg.progress:
+        if cfg.progress and main:
             from tqdm import tqdm
 
             bar = tqdm(total=cfg.iters_per_epoch, desc=f"epoch {trainer.epoch + 1}", leave=False)
         row = trainer.train_epoch(None if bar is None else _ticker(bar), on_step)
         if bar is not None:
             bar.close()
+        save_checkpoint()
+        if not main:
+            continue
         metrics.write({k: v for k, v in row.items() if k not in CSV_SKIP})
-        atomic_save({**trainer.state_dict(), "config": dataclasses.asdict(cfg)}, ckpt_path)
         extra = "  ".join(
             f"{k} {row[k]:.3f}" for k in row if k.endswith("_miou") and k != "val_miou"
         )
@@ -240,7 +286,16 @@ def run(cfg: SemisegConfig) -> dict[str, Any]:
         "curve": trainer.curve,
         "train_time_s": round(sum(r["epoch_time_s"] for r in trainer.rows), 2),
         "wall_time_s": round(time.time() - start, 2),
+        "world_size": env.world_size,
     }
+    if env.distributed:  # every rank must end with the same bytes (SHA-256 per rank)
+        summary["weights_sha256"] = distributed.check_same_across_ranks(trainer.student, env)
+        summary["teachers_sha256"] = {
+            name: distributed.check_same_across_ranks(t, env, name)
+            for name, t in trainer.teachers().items()
+        }
+    if not main:
+        return summary
     write_json(summary, out / "summary.json")
     save_overlays(trainer, ds, out / "plots" / "overlay.png")
     save_mix_example(trainer, ds, out / "plots" / "mix_example.png")

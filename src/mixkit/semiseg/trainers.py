@@ -11,6 +11,16 @@ Loop shared by all methods (one "epoch" = ``cfg.iters_per_epoch`` iterations):
         loss = method loss;  optimiser step (poly LR, power 0.9 as in both official codes)
         teacher update (method specific)
     validation mIoU, teacher-student distances, checkpoint
+
+Data-parallel under ``torchrun`` (pass ``env`` from :func:`mixkit.distributed.init_from_env`;
+the pattern of ``mixkit train``): ``batch_size`` / ``unlabeled_batch_size`` are global
+batches, each rank takes its ``[rank::world]`` share of every global batch of the (same-seed)
+labeled / unlabeled streams (``DistributedSampler`` semantics), augmentation / mixing / VAT
+generators are per rank (:func:`mixkit.distributed.rank_seed`, rank 0 = the plain run), the
+student's training forwards go through DistributedDataParallel (BatchNorm synchronised), the
+logged losses are averaged over ranks, and the EMA teachers, updated from the synchronised
+student, stay identical on every rank (PS-MT's warm-up teacher training is data-parallel too).
+Validation runs the full val set on every rank (identical models, identical numbers).
 """
 
 from __future__ import annotations
@@ -25,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mixkit import resume
+from mixkit import distributed, resume
 from mixkit.semiseg.config import METHODS, SemisegConfig
 from mixkit.semiseg.data import IGNORE, SegDataset
 from mixkit.semiseg.distance import param_distance, prediction_gap
@@ -79,15 +89,25 @@ def cosine_rampup(current: float, length: float) -> float:
 
 
 class _Stream:
-    """Endless shuffled stream of dataset indices in batches (remainder dropped per pass)."""
+    """Endless shuffled stream of dataset indices in batches (remainder dropped per pass).
+    With ``world_size > 1``, ``batch`` is the global batch and :meth:`next` returns rank
+    ``rank``'s share ``global_batch[rank::world_size]`` (every rank draws the same
+    permutation from an identically seeded generator)."""
 
     def __init__(
-        self, indices: Tensor, batch: int, generator: torch.Generator, name: str = "labeled"
+        self,
+        indices: Tensor,
+        batch: int,
+        generator: torch.Generator,
+        name: str = "labeled",
+        rank: int = 0,
+        world_size: int = 1,
     ) -> None:
         self.name = name
         self.indices = indices.long()
         self.batch = batch
         self.generator = generator
+        self.rank, self.world_size = rank, world_size
         self.order: Tensor | None = None
         self.pos = 0
 
@@ -103,13 +123,35 @@ class _Stream:
             self.pos = 0
         out = self.order[self.pos : self.pos + self.batch]
         self.pos += self.batch
-        return out
+        return out[self.rank :: self.world_size] if self.world_size > 1 else out
 
     def state_dict(self) -> dict[str, Any]:
         return {"order": self.order, "pos": self.pos}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.order, self.pos = state["order"], int(state["pos"])
+
+
+class _StudentCall(nn.Module):
+    """The student's training forward passes of one step in one call, so that
+    DistributedDataParallel sees every use: ``net(x)`` for each input (separate BatchNorm
+    batches, as separate calls), or ``decode(f + perturb(f))`` with a feature ``perturb``
+    (PS-MT's T-VAT). Returns a tuple of logits."""
+
+    def __init__(self, net: SegNet) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(
+        self, *xs: Tensor, perturb: Callable[[Tensor], Tensor] | None = None
+    ) -> tuple[Tensor, ...]:
+        if perturb is None:
+            return tuple(self.net(x) for x in xs)
+        outs = []
+        for x in xs:
+            f = self.net.encode(x)
+            outs.append(self.net.decode(f + perturb(f), (x.shape[-2], x.shape[-1])))
+        return tuple(outs)
 
 
 def _masked_mean(values: Tensor, mask: Tensor, denom: Tensor | None = None) -> Tensor:
@@ -124,24 +166,47 @@ class SemisegTrainer:
 
     method = "base"
     GENERATORS = ("labeled", "unlabeled", "aug", "mix", "vat")
+    SHARED_GENERATORS = ("labeled", "unlabeled")  # same seed on every rank (global order)
 
     def __init__(
-        self, cfg: SemisegConfig, ds: SegDataset, labeled: Tensor, unlabeled: Tensor
+        self,
+        cfg: SemisegConfig,
+        ds: SegDataset,
+        labeled: Tensor,
+        unlabeled: Tensor,
+        env: distributed.DistEnv | None = None,
     ) -> None:
         self.cfg = cfg
         self.ds = ds
-        self.device = torch.device(cfg.device)
+        self.env = env = env if env is not None else distributed.DistEnv()
+        for name in ("batch_size", "unlabeled_batch_size"):
+            if getattr(cfg, name) % env.world_size:
+                raise ValueError(
+                    f"{name} is the global batch and must be divisible by the "
+                    f"{env.world_size} ranks, got {getattr(cfg, name)}"
+                )
+        self.device = env.device if env.distributed else torch.device(cfg.device)
         seed_everything(cfg.seed)  # model initialisation only; all later draws use generators
-        self.student = self._new_net()
+        # global-batch BN statistics across ranks (no-op on one rank); before the optimiser
+        self.student = distributed.sync_batchnorm(self._new_net(), env)
+        if env.rank:  # per-rank global RNGs; rank 0 keeps the plain-run state
+            seed_everything(distributed.rank_seed(cfg.seed, env.rank))
         self.optimizer = self._new_optimizer(self.student)
         self.gens = {
-            name: torch.Generator().manual_seed(cfg.seed * 7919 + k)
+            name: torch.Generator().manual_seed(
+                cfg.seed * 7919 + k
+                if name in self.SHARED_GENERATORS
+                else distributed.rank_seed(cfg.seed * 7919 + k, env.rank)
+            )
             for k, name in enumerate(self.GENERATORS)
         }
-        self.labeled = _Stream(labeled, cfg.batch_size, self.gens["labeled"])
+        shard = {"rank": env.rank, "world_size": env.world_size}
+        self.labeled = _Stream(labeled, cfg.batch_size, self.gens["labeled"], **shard)
         self.unlabeled = _Stream(
-            unlabeled, cfg.unlabeled_batch_size, self.gens["unlabeled"], "unlabeled"
+            unlabeled, cfg.unlabeled_batch_size, self.gens["unlabeled"], "unlabeled", **shard
         )
+        # training forwards of the student (DistributedDataParallel after ``distribute``)
+        self.student_forward: nn.Module = _StudentCall(self.student)
         self.epoch = 0
         self.step = 0
         self.rows: list[dict[str, Any]] = []
@@ -220,6 +285,11 @@ class SemisegTrainer:
             g["lr"] = lr
         return lr
 
+    def distribute(self) -> None:
+        """Wrap the student's training forward in DistributedDataParallel (no-op on one
+        rank). Called once the teachers exist (``build_trainer`` does)."""
+        self.student_forward = distributed.wrap_ddp(self.student_forward, self.env)
+
     @staticmethod
     def optimise(optimizer: torch.optim.Optimizer, loss: Tensor) -> None:
         optimizer.zero_grad(set_to_none=True)
@@ -262,11 +332,14 @@ class SemisegTrainer:
             self._sums = {}
         active = self.active()
         sums: dict[str, float] = self._sums
+        world = self.env.world_size
         for i in range(self.iter, self.cfg.iters_per_epoch):
             logs = self.train_step(i)
             self.step += 1
-            for k, v in logs.items():
-                sums[k] = sums.get(k, 0.0) + float(v)
+            # mean over ranks (every rank returns the same keys); 1 rank: the values as-is
+            values = distributed.all_reduce_sum(list(logs.values()), self.env)
+            for k, v in zip(logs, values, strict=True):
+                sums[k] = sums.get(k, 0.0) + (v / world if world > 1 else v)
             if self.teachers() and self.step % self.cfg.distance_every == 0:
                 self._record_curve()
             if progress is not None:
@@ -357,6 +430,14 @@ class SemisegTrainer:
             "rng": resume.capture_rng(),  # global RNGs too, in case a layer draws from them
         }
 
+    def rank_state(self) -> dict[str, Any]:
+        """This rank's random state (its generators and global RNGs); a checkpoint holds every
+        rank's as ``ranks`` (gathered by the recipe), restored by :meth:`load_state_dict`."""
+        return {
+            "generators": {k: g.get_state() for k, g in self.gens.items()},
+            "rng": resume.capture_rng(),
+        }
+
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if state.get("method") != self.method:
             raise ValueError(
@@ -383,6 +464,19 @@ class SemisegTrainer:
         self._elapsed = float(state.get("epoch_elapsed", 0.0))
         if "rng" in state:
             resume.restore_rng(state["rng"])
+        ranks = state.get("ranks")
+        if ranks is None and self.env.distributed:
+            raise ValueError("checkpoint holds no per-rank state: written by a 1-rank run?")
+        if ranks is not None:
+            if len(ranks) != self.env.world_size:
+                raise ValueError(
+                    f"checkpoint was written by {len(ranks)} ranks, this run has "
+                    f"{self.env.world_size}"
+                )
+            mine = ranks[self.env.rank]
+            for k, g in self.gens.items():
+                g.set_state(mine["generators"][k])
+            resume.restore_rng(mine["rng"])
 
 
 class SupervisedTrainer(SemisegTrainer):
@@ -393,7 +487,8 @@ class SupervisedTrainer(SemisegTrainer):
     def train_step(self, i: int) -> dict[str, float]:
         xl, yl = self.labeled_batch()
         self.set_lr(self.optimizer)
-        loss = F.cross_entropy(self.student(self._norm(xl)), yl, ignore_index=IGNORE)
+        (logits,) = self.student_forward(self._norm(xl))
+        loss = F.cross_entropy(logits, yl, ignore_index=IGNORE)
         self.optimise(self.optimizer, loss)
         return {"loss": loss.item(), "loss_sup": loss.item()}
 
@@ -433,7 +528,7 @@ class MeanTeacherTrainer(SemisegTrainer):
         params = self.mixer.draw(xu.shape, self.gens["mix"], label_maps=probs.argmax(1))
         m = self.mixer.apply(params, images=xu, probs=probs, valid=valid)
         self.set_lr(self.optimizer)
-        logits = self.student(torch.cat([self._norm(xl), m.images]))
+        (logits,) = self.student_forward(torch.cat([self._norm(xl), m.images]))
         bl = xl.shape[0]
         sup = F.cross_entropy(logits[:bl], yl, ignore_index=IGNORE)
         conf, pseudo = m.probs.max(1)
@@ -486,6 +581,17 @@ class PSMTTrainer(SemisegTrainer):
         self.opt_t1: torch.optim.Optimizer | None = self._new_optimizer(self.t1)
         self.opt_t2: torch.optim.Optimizer | None = self._new_optimizer(self.t2)
         self.ramp = 0.0
+        # warm-up training forwards of the teachers (DistributedDataParallel after distribute)
+        self.teacher_forward: dict[str, nn.Module] = {
+            "t1": _StudentCall(self.t1),
+            "t2": _StudentCall(self.t2),
+        }
+
+    def distribute(self) -> None:
+        super().distribute()
+        if self.opt_t1 is not None:  # the teachers still train (warm-up): data-parallel too
+            for k, fwd in self.teacher_forward.items():
+                self.teacher_forward[k] = distributed.wrap_ddp(fwd, self.env)
 
     def teachers(self) -> dict[str, nn.Module]:
         return {"t1": self.t1, "t2": self.t2}
@@ -523,10 +629,8 @@ class PSMTTrainer(SemisegTrainer):
         return _l2_normalise(grad) * c.vat_eps
 
     def _student_logits(self, x: Tensor) -> Tensor:
-        if not self.cfg.psmt_vat:
-            return self.student(x)
-        f = self.student.encode(x)
-        return self.student.decode(f + self._vat(f), (x.shape[-2], x.shape[-1]))
+        (logits,) = self.student_forward(x, perturb=self._vat if self.cfg.psmt_vat else None)
+        return logits
 
     def _assist(self, core: Tensor, assist: Tensor) -> Tensor:
         """Keep the off-duty teacher's top-k classes per pixel, fill the rest from the on-duty
@@ -579,15 +683,17 @@ class PSMTTrainer(SemisegTrainer):
         """One supervised step for each of T1, T2 (weak view) and the student (strong view),
         each on its own labeled batch (the official warm-up runs a separate pass per net)."""
         self.set_lr(self.optimizer)
-        for net, opt in ((self.t1, self.opt_t1), (self.t2, self.opt_t2)):
+        for name, opt in (("t1", self.opt_t1), ("t2", self.opt_t2)):
             assert opt is not None
             xl, yl = self.labeled_batch()
             self.set_lr(opt)
-            loss = F.cross_entropy(net(self._norm(xl)), yl, ignore_index=IGNORE)
+            (logits,) = self.teacher_forward[name](self._norm(xl))
+            loss = F.cross_entropy(logits, yl, ignore_index=IGNORE)
             self.optimise(opt, loss)
         xl, yl = self.labeled_batch()
         xs = strong_colour(xl, self.gens["aug"])
-        loss = F.cross_entropy(self.student(self._norm(xs)), yl, ignore_index=IGNORE)
+        (logits,) = self.student_forward(self._norm(xs))
+        loss = F.cross_entropy(logits, yl, ignore_index=IGNORE)
         self.optimise(self.optimizer, loss)
         return {"loss": loss.item(), "loss_sup": loss.item()}
 
@@ -678,11 +784,11 @@ class DualTeacherTrainer(SemisegTrainer):
             weight = (sure.sum() / m.valid.sum().clamp_min(1)).expand_as(conf)
         self.set_lr(self.optimizer)
         bl = xl.shape[0]
-        logits = self.student(torch.cat([self._norm(xl), mixed]))
+        # both student passes in one (DDP) call: separate BatchNorm batches as before
+        logits, logits_s = self.student_forward(torch.cat([self._norm(xl), mixed]), xs)
         sup = F.cross_entropy(logits[:bl], yl, ignore_index=IGNORE)
         ce = F.cross_entropy(logits[bl:], pseudo, reduction="none") * weight
         lmix = _masked_mean(ce, m.valid)
-        logits_s = self.student(xs)
         ce_ic = F.cross_entropy(logits_s, pseudo_u, reduction="none")
         lic = _masked_mean(ce_ic, (conf_u >= c.dt_threshold) & valid, valid.sum())
         loss = sup + lmix + c.dt_ic_weight * lic
@@ -704,9 +810,16 @@ assert set(TRAINERS) == set(METHODS)
 
 
 def build_trainer(
-    cfg: SemisegConfig, ds: SegDataset, labeled: Tensor, unlabeled: Tensor
+    cfg: SemisegConfig,
+    ds: SegDataset,
+    labeled: Tensor,
+    unlabeled: Tensor,
+    env: distributed.DistEnv | None = None,
 ) -> SemisegTrainer:
-    """The trainer of ``cfg.method``."""
+    """The trainer of ``cfg.method`` (data-parallel over ``env``'s ranks when given;
+    collective then: every rank must call it)."""
     if cfg.method not in TRAINERS:
         raise ValueError(f"method must be one of {list(TRAINERS)}, got {cfg.method!r}")
-    return TRAINERS[cfg.method](cfg, ds, labeled, unlabeled)
+    trainer = TRAINERS[cfg.method](cfg, ds, labeled, unlabeled, env=env)
+    trainer.distribute()
+    return trainer
