@@ -23,23 +23,31 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
 import torch.distributed as dist
+import yaml
 from torch import Tensor, nn
 
 from mixkit import data
+
+T = TypeVar("T")
 
 __all__ = [
     "DistEnv",
     "init_from_env",
     "shutdown",
+    "launch",
+    "start_run_dir",
+    "check_global_batch",
     "rank_seed",
     "shard_order",
     "iterate_shard",
@@ -113,6 +121,32 @@ def shutdown(env: DistEnv) -> None:
     """Destroy the process group started by :func:`init_from_env` (no-op for 1 rank)."""
     if env.initialized and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def launch(fn: Callable[[Any, DistEnv], T], cfg: Any) -> T:
+    """Run a recipe body ``fn(cfg, env)`` inside the process group of ``cfg.device``
+    (started from torchrun's environment, a 1-rank no-op otherwise) and always shut it down."""
+    env = init_from_env(cfg.device)
+    try:
+        return fn(cfg, env)
+    finally:
+        shutdown(env)
+
+
+def start_run_dir(out: Path, cfg: Any, env: DistEnv) -> None:
+    """Rank 0 creates the run directory and writes ``config.yaml`` (every config field)."""
+    if env.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.yaml").write_text(yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False))
+
+
+def check_global_batch(batch_size: int, env: DistEnv) -> None:
+    """``batch_size`` is the global batch: it must split evenly over the ranks."""
+    if batch_size % env.world_size:
+        raise ValueError(
+            f"batch_size is the global batch and must be divisible by the {env.world_size} "
+            f"ranks, got {batch_size}"
+        )
 
 
 def rank_seed(seed: int, rank: int) -> int:

@@ -212,26 +212,16 @@ def run(cfg: KDConfig) -> dict[str, Any]:
 
     Under ``torchrun`` (``WORLD_SIZE > 1``) this is data-parallel: ``cfg.batch_size`` is the
     global batch, split evenly over the ranks; see :mod:`mixkit.distributed`."""
-    env = distributed.init_from_env(cfg.device)
-    try:
-        return _run(cfg, env)
-    finally:
-        distributed.shutdown(env)
+    return distributed.launch(_run, cfg)
 
 
 def _run(cfg: KDConfig, env: distributed.DistEnv) -> dict[str, Any]:
     out, main = Path(cfg.out), env.is_main
-    if cfg.batch_size % env.world_size:
-        raise ValueError(
-            f"batch_size is the global batch and must be divisible by the {env.world_size} "
-            f"ranks, got {cfg.batch_size}"
-        )
+    distributed.check_global_batch(cfg.batch_size, env)
     device = env.device if env.distributed else torch.device(cfg.device)
     # Every rank loads the same checkpoint: identical frozen teachers (checked at the end).
     teacher, ds, tcfg = load_teacher(cfg.teacher, device)
-    if main:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "config.yaml").write_text(yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False))
+    distributed.start_run_dir(out, cfg, env)
     seed_everything(cfg.seed)  # same student init on every rank
     student = models.build_model(cfg.student, ds.num_classes, ds.in_channels).to(device)
     # global-batch BN statistics across ranks (no-op on one rank)

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 from tqdm import tqdm
 
 from mixkit import augment, data, distributed, losses, models, plots, recursive, resume
@@ -98,23 +97,13 @@ def run(cfg: TrainConfig) -> dict[str, Any]:
 
     Under ``torchrun`` (``WORLD_SIZE > 1``) this is data-parallel: ``cfg.batch_size`` is the
     global batch, split evenly over the ranks; see :mod:`mixkit.distributed`."""
-    env = distributed.init_from_env(cfg.device)
-    try:
-        return _train(cfg, env)
-    finally:
-        distributed.shutdown(env)
+    return distributed.launch(_train, cfg)
 
 
 def _train(cfg: TrainConfig, env: distributed.DistEnv) -> dict[str, Any]:
     out, main = Path(cfg.out), env.is_main
-    if cfg.batch_size % env.world_size:
-        raise ValueError(
-            f"batch_size is the global batch and must be divisible by the {env.world_size} "
-            f"ranks, got {cfg.batch_size}"
-        )
-    if main:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "config.yaml").write_text(yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False))
+    distributed.check_global_batch(cfg.batch_size, env)
+    distributed.start_run_dir(out, cfg, env)
     seed_everything(cfg.seed)  # same model init on every rank
     device = env.device
 

@@ -28,7 +28,6 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
-import yaml  # noqa: E402
 
 from mixkit import distributed  # noqa: E402
 from mixkit.semiseg.config import SemisegConfig  # noqa: E402
@@ -188,18 +187,12 @@ def run(cfg: SemisegConfig) -> dict[str, Any]:
 
     Under ``torchrun`` (``WORLD_SIZE > 1``) this is data-parallel over the ranks; see
     :mod:`mixkit.semiseg.trainers` and :mod:`mixkit.distributed`."""
-    env = distributed.init_from_env(cfg.device)
-    try:
-        return _run(cfg, env)
-    finally:
-        distributed.shutdown(env)
+    return distributed.launch(_run, cfg)
 
 
 def _run(cfg: SemisegConfig, env: distributed.DistEnv) -> dict[str, Any]:
     out, main = Path(cfg.out), env.is_main
-    if main:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "config.yaml").write_text(yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False))
+    distributed.start_run_dir(out, cfg, env)
     # data caches, the split file and the pretrained-encoder cache: written by rank 0 only
     ds = _main_first(env, lambda: load_data(cfg))
     split_path, labeled, unlabeled = _main_first(env, lambda: resolve_split(cfg, ds))
