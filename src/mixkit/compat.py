@@ -17,6 +17,7 @@ to replay a draw, like every ``mixkit.augment`` module.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -288,13 +289,22 @@ class _TorchvisionMix(torch.nn.Module):
     """Shared pytree handling of the torchvision-style adapters."""
 
     _inner: augment.MixTransform
+    _INNER: Callable[..., augment.MixTransform]  # the mixkit module a subclass wraps
 
     def __init__(
         self,
-        inner: augment.MixTransform,
+        *,
+        alpha: float = 1.0,
+        num_classes: int | None = None,
         labels_getter: Callable[[Any], Any] | str = "default",
+        mode: str = "batch",
+        pairing: str = "roll",
+        generator: torch.Generator | int | None = None,
     ) -> None:
         super().__init__()
+        inner = type(self)._INNER(
+            alpha, mode=mode, num_classes=num_classes, pairing=pairing, generator=generator
+        )
         if labels_getter == "default":
             labels_getter = _default_labels
         elif not callable(labels_getter):
@@ -400,25 +410,7 @@ class CutMix(_TorchvisionMix):
         generator: CPU ``torch.Generator`` or int seed; None uses torch's global RNG.
     """
 
-    def __init__(
-        self,
-        *,
-        alpha: float = 1.0,
-        num_classes: int | None = None,
-        labels_getter: Callable[[Any], Any] | str = "default",
-        mode: str = "batch",
-        pairing: str = "roll",
-        generator: torch.Generator | int | None = None,
-    ) -> None:
-        inner = augment.CutMix(
-            alpha,
-            correct_lam=True,
-            mode=mode,
-            num_classes=num_classes,
-            pairing=pairing,
-            generator=generator,
-        )
-        super().__init__(inner, labels_getter)
+    _INNER = functools.partial(augment.CutMix, correct_lam=True)
 
 
 class MixUp(_TorchvisionMix):
@@ -429,17 +421,4 @@ class MixUp(_TorchvisionMix):
     nearest (torchvision fails on uint8). Arguments as :class:`CutMix`.
     """
 
-    def __init__(
-        self,
-        *,
-        alpha: float = 1.0,
-        num_classes: int | None = None,
-        labels_getter: Callable[[Any], Any] | str = "default",
-        mode: str = "batch",
-        pairing: str = "roll",
-        generator: torch.Generator | int | None = None,
-    ) -> None:
-        inner = augment.MixUp(
-            alpha, mode=mode, num_classes=num_classes, pairing=pairing, generator=generator
-        )
-        super().__init__(inner, labels_getter)
+    _INNER = augment.MixUp
