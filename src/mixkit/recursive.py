@@ -207,10 +207,7 @@ class RecursiveMix(MixTransform):
         if masks is not None or boxes is not None:
             raise ValueError("RecursiveMix mixes images and labels only (no masks or boxes)")
         b = params.batch_size
-        for name, t in (("images", images), ("labels", labels)):
-            if t is not None and (not isinstance(t, Tensor) or t.ndim == 0 or t.shape[0] != b):
-                got = tuple(t.shape) if isinstance(t, Tensor) else type(t).__name__
-                raise ValueError(f"{name} must have batch size {b} to match the params, got {got}")
+        self._check_inputs(params, images=images, labels=labels)
         mixing = bool(params.applied.any())
         mixed_images = None
         if images is not None:
@@ -225,11 +222,7 @@ class RecursiveMix(MixTransform):
                 mixed_images = images.clone() if out is None else out.copy_(images)
         mixed_labels = None
         if labels is not None:
-            targets = ops.to_targets(
-                labels, self.num_classes, multilabel=self.multilabel, smoothing=self.label_smoothing
-            )
-            if images is not None and images.is_floating_point():
-                targets = targets.to(images.device)
+            targets = self._as_targets(labels, images)
             if mixing:
                 previous = self._history("targets", self._targets, b, targets)
                 lam = params.label_lam.to(device=targets.device, dtype=targets.dtype)[:, None]

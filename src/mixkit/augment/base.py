@@ -230,32 +230,44 @@ class MixTransform(torch.nn.Module):
         ``out=`` writes the mixed images into a preallocated tensor (same shape, dtype and
         device as images); ``inplace=True`` overwrites ``images`` (zero extra allocation once
         the per-thread scratch exists). By default the inputs are never modified."""
-        b = params.batch_size
-        for name, t in (("images", images), ("labels", labels), ("masks", masks)):
-            if t is not None and (not isinstance(t, Tensor) or t.ndim == 0 or t.shape[0] != b):
-                got = tuple(t.shape) if isinstance(t, Tensor) else type(t).__name__
-                raise ValueError(f"{name} must have batch size {b} to match the params, got {got}")
-            if self.check_finite and name != "labels" and t is not None and t.is_floating_point():
-                if not all_finite(t):
-                    raise ValueError(
-                        f"{name} hold NaN or Inf values; pass check_finite=False to mix them"
-                    )
+        self._check_inputs(params, images=images, labels=labels, masks=masks)
         mixed_images = None
         if images is not None:  # out=: preallocated result; inplace: overwrite images
             mixed_images = apply_images(params, images, out=out, inplace=inplace)
         mixed_labels = None
         if labels is not None:
-            targets = ops.to_targets(
-                labels, self.num_classes, multilabel=self.multilabel, smoothing=self.label_smoothing
-            )
-            if images is not None and images.is_floating_point():
-                targets = targets.to(images.device)
-            mixed_labels = apply_targets(params, targets)
+            mixed_labels = apply_targets(params, self._as_targets(labels, images))
         mixed_masks = apply_masks(params, masks, self.ignore_index) if masks is not None else None
         mixed_boxes = None
         if boxes is not None:
             mixed_boxes = apply_boxes(params, BoxBatch(*boxes), self.min_visibility)
         return Mixed(mixed_images, mixed_labels, mixed_masks, mixed_boxes, params)
+
+    def _check_inputs(self, params: MixParams, **tensors: Tensor | None) -> None:
+        """Each given tensor has the params' batch size; float images/masks are finite
+        (unless ``check_finite=False``). Raises ValueError naming the argument."""
+        b = params.batch_size
+        for name, t in tensors.items():
+            if t is None:
+                continue
+            if not isinstance(t, Tensor) or t.ndim == 0 or t.shape[0] != b:
+                got = tuple(t.shape) if isinstance(t, Tensor) else type(t).__name__
+                raise ValueError(f"{name} must have batch size {b} to match the params, got {got}")
+            if self.check_finite and name != "labels" and t.is_floating_point():
+                if not all_finite(t):
+                    raise ValueError(
+                        f"{name} hold NaN or Inf values; pass check_finite=False to mix them"
+                    )
+
+    def _as_targets(self, labels: Tensor, images: Tensor | None) -> Tensor:
+        """Labels ((B,) ids or (B, K)) as (B, K) float targets (smoothed), on the images'
+        device when the images are float (uint8 batches stay on the CPU side)."""
+        targets = ops.to_targets(
+            labels, self.num_classes, multilabel=self.multilabel, smoothing=self.label_smoothing
+        )
+        if images is not None and images.is_floating_point():
+            targets = targets.to(images.device)
+        return targets
 
     def forward(
         self,
