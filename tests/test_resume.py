@@ -167,24 +167,33 @@ def _train(out: Path, *extra: str) -> subprocess.Popen:
     return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
-def test_sigkill_mid_epoch_then_resume_is_bitwise_identical(tmp_path):
-    ref, run = tmp_path / "ref", tmp_path / "run"
-    reference = _train(ref)  # the uninterrupted run, concurrently
-    victim = _train(run)
-    ckpt = run / "checkpoints" / "last.pt"
+def _kill_after_checkpoint(victim: subprocess.Popen, ckpt: Path) -> None:
+    """SIGKILL ``victim`` as soon as its first checkpoint file appears."""
     deadline = time.time() + 240
     while not ckpt.exists() and victim.poll() is None and time.time() < deadline:
         time.sleep(0.005)
     victim.send_signal(signal.SIGKILL)
     victim.communicate()
     assert victim.returncode == -signal.SIGKILL, "the run ended before it could be killed"
+
+
+def _wait_ok(*procs: subprocess.Popen) -> None:
+    for p in procs:
+        err = p.communicate(timeout=300)[1]
+        assert p.returncode == 0, err.decode()[-2000:]
+
+
+def test_sigkill_mid_epoch_then_resume_is_bitwise_identical(tmp_path):
+    ref, run = tmp_path / "ref", tmp_path / "run"
+    reference = _train(ref)  # the uninterrupted run, concurrently
+    victim = _train(run)
+    ckpt = run / "checkpoints" / "last.pt"
+    _kill_after_checkpoint(victim, ckpt)
     saved = load_checkpoint(ckpt)
     assert saved["batch"] > 0 and saved["epoch"] == 0, "expected a mid-epoch checkpoint"
 
     resumed = _train(run, "--resume")
-    for p in (reference, resumed):
-        err = p.communicate(timeout=300)[1]
-        assert p.returncode == 0, err.decode()[-2000:]
+    _wait_ok(reference, resumed)
     assert _same_weights(ref, run)
     assert _column(run, "steps.csv", "loss") == _column(ref, "steps.csv", "loss")
     assert len(_column(run, "steps.csv", "step")) == 90  # 2 x ceil(1437 / 32), none twice
@@ -258,18 +267,11 @@ def test_semiseg_sigkill_mid_epoch_then_resume_is_bitwise_identical(tmp_path):
 
     reference, victim = start(ref), start(run)
     ckpt = run / "checkpoints" / "last.pt"
-    deadline = time.time() + 240
-    while not ckpt.exists() and victim.poll() is None and time.time() < deadline:
-        time.sleep(0.005)
-    victim.send_signal(signal.SIGKILL)
-    victim.communicate()
-    assert victim.returncode == -signal.SIGKILL, "the run ended before it could be killed"
+    _kill_after_checkpoint(victim, ckpt)
     saved = load_checkpoint(ckpt)
     assert saved["iter"] > 0 and saved["epoch"] == 0, "expected a mid-epoch checkpoint"
     resumed = start(run, "--resume")
-    for p in (reference, resumed):
-        err = p.communicate(timeout=300)[1]
-        assert p.returncode == 0, err.decode()[-2000:]
+    _wait_ok(reference, resumed)
     a, b = _teacher_state(ref), _teacher_state(run)
     assert list(a) == list(b) and any(k.startswith("teacher.") for k in a)
     assert all(torch.equal(a[k], b[k]) for k in a)
