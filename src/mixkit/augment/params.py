@@ -61,8 +61,8 @@ class MixParams:
     @property
     def label_lam(self) -> Tensor:
         """(B,) float32 weight of the own label: ``lam``, or 1 for NONE and FILL (Cutout)."""
-        keep = (self.kind == Kind.NONE) | (self.kind == Kind.FILL)
-        return torch.where(keep, torch.ones_like(self.lam), self.lam)
+        keep = (self.kind == int(Kind.NONE)) | (self.kind == int(Kind.FILL))
+        return self.lam.masked_fill(keep, 1.0)
 
     def kinds(self) -> set[Kind]:
         """The kinds present in the batch."""

@@ -209,7 +209,11 @@ def mix_blocks(
     # Integer blends work in float32 buffers: size the blocks by those.
     item = images.element_size() if images.is_floating_point() or select else 4
     sample_bytes = images[0].numel() * item if b else 0
-    for s, e in blocks(b, sample_bytes, images.device):
+    spans = blocks(b, sample_bytes, images.device)
+    if len(spans) == 1:  # the whole batch is one block: no slicing
+        combine(images, source(0, b), weight, dst, select)
+        return dst
+    for s, e in spans:
         w = weight[s:e] if per_sample else weight
         combine(images[s:e], source(s, e), w, dst[s:e], select)
     return dst
