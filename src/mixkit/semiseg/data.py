@@ -123,7 +123,7 @@ def _texture_bank() -> list[Tensor]:
     """The scikit-image photos as (3, h, w) float32 in [0, 1]."""
     try:
         import skimage.data as skdata
-    except ImportError as e:  # pragma: no cover - skimage is installed with scikit-learn envs
+    except ImportError as e:  # pragma: no cover - scikit-image is a declared dependency
         raise ValueError(
             "texture_p > 0 needs scikit-image (skimage.data photos); install it or pass texture_p=0"
         ) from e
