@@ -332,6 +332,8 @@ def _distance_rows(plan, summaries, out: Path, split: str) -> list[dict[str, Any
         per_run = [_epoch_rows(out, n) for n in names]
         # semi-supervised epochs, the first one left out (teachers still near their init)
         per_run = [[r for r in rows_ if r["active"] not in ("", "warmup")][1:] for rows_ in per_run]
+        epochs = sorted({int(r["epoch"]) for rr in per_run for r in rr})
+        span = f"{epochs[0]}-{epochs[-1]}" if epochs else "none"
         groups: list[tuple[str, Any]] = [(t, lambda r, t=t: t) for t in teachers]
         if len(teachers) == 2:
             groups += [
@@ -339,7 +341,7 @@ def _distance_rows(plan, summaries, out: Path, split: str) -> list[dict[str, Any
                 ("idle", lambda r: "t2" if r["active"] == "t1" else "t1"),
             ]
         for label, pick in groups:
-            row: dict[str, Any] = {"method": method, "teacher": label}
+            row: dict[str, Any] = {"method": method, "teacher": label, "epochs": span}
             for key in ("dist", "disagree", "kl"):
                 stats = [_mean_std([r[f"{key}_{pick(r)}"] for r in rr]) for rr in per_run]
                 row[key] = (
@@ -408,9 +410,11 @@ def _report(cfg, plan, summaries, command, wall, out) -> dict[str, Any]:
     for sp in splits:
         rows = _distance_rows(plan, summaries, out, sp)
         data["distance"][sp] = rows
+        spans = "; ".join(dict.fromkeys(
+            f"{METHOD_NAMES[r['method']]} epochs {r['epochs']}" for r in rows))
         t = [f"Split {sp}: mean over seeds of the per-run mean ± std over epochs, measured at "
-             "each epoch end, over the semi-supervised epochs except the first (epochs 2-8; "
-             "PS-MT 3-8 after its warm-up epoch). `active` = the teacher updated during that "
+             "each epoch end, over the semi-supervised epochs except the first (PS-MT: also "
+             f"after its warm-up) -- {spans}. `active` = the teacher updated during that "
              "epoch, `idle` = the frozen one.", "",
              "| method | teacher | ‖θ_T − θ_S‖₂ | pixel disagreement % | KL(T‖S) per pixel ×100 |",
              "|---|---|---|---|---|"]  # fmt: skip
@@ -447,10 +451,12 @@ def _report(cfg, plan, summaries, command, wall, out) -> dict[str, Any]:
         f"unlabeled canvases per step, encoder pretrained for {cfg.pretrain_steps} steps on "
         "scikit-learn-digit canvases (no MNIST)"
     )
+    train_s = sum(float(s.get("train_time_s", 0.0)) for s in summaries.values())
     md = "\n".join([
         f"Command: `{command}`", "",
         f"Machine: {machine}; {len(plan)} runs, {cfg.jobs} worker process(es), wall time "
-        f"{wall / 60:.1f} min (the machine was shared with other jobs). Seeds: "
+        f"{wall / 60:.1f} min (runs of an interrupted invocation not counted; the machine was "
+        f"shared with other jobs), per-run training time summed {train_s / 60:.1f} min. Seeds: "
         f"{', '.join(seeds)}.", "",
         f"Budget: {budget}. Data: 1000 train / 300 val 48x48 canvases with 1-3 MNIST-5k "
         "digits (11 classes, 255 boundary band), `random` split protocol, split files under "
