@@ -410,8 +410,9 @@ def _report(cfg, plan, summaries, command, wall, out) -> dict[str, Any]:
     for sp in splits:
         rows = _distance_rows(plan, summaries, out, sp)
         data["distance"][sp] = rows
-        spans = "; ".join(dict.fromkeys(
-            f"{METHOD_NAMES[r['method']]} epochs {r['epochs']}" for r in rows))
+        spans = "; ".join(
+            dict.fromkeys(f"{METHOD_NAMES[r['method']]} epochs {r['epochs']}" for r in rows)
+        )
         t = [f"Split {sp}: mean over seeds of the per-run mean ± std over epochs, measured at "
              "each epoch end, over the semi-supervised epochs except the first (PS-MT: also "
              f"after its warm-up) -- {spans}. `active` = the teacher updated during that "
