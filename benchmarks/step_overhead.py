@@ -149,8 +149,13 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(f"| {label} | **RM step / CutMix step** | | **{ratio:.3f}** | | |")
             print(rows[-4:], flush=True)
     load_after = os.getloadavg()[0]
+    malloc = "".join(
+        f"{k}={os.environ[k]} "
+        for k in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_")
+        if k in os.environ
+    )
     cmd = (
-        f"OMP_NUM_THREADS={args.threads} python benchmarks/step_overhead.py --threads "
+        f"{malloc}OMP_NUM_THREADS={args.threads} python benchmarks/step_overhead.py --threads "
         f"{args.threads} --batch {args.batch} --shapes "
         + " ".join("x".join(map(str, s)) for s in args.shapes)
         + f" --rounds {args.rounds} --min-run-time {args.min_run_time}"
