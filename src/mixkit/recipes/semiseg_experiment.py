@@ -453,6 +453,19 @@ def _report(cfg, plan, summaries, command, wall, out) -> dict[str, Any]:
         "scikit-learn-digit canvases (no MNIST)"
     )
     train_s = sum(float(s.get("train_time_s", 0.0)) for s in summaries.values())
+    # Throughput from the runs themselves: training seconds per epoch, per method.
+    per_epoch: dict[str, list[float]] = {}
+    for p in plan:
+        s = summaries[p["name"]]
+        if "train_time_s" in s and s.get("epochs"):
+            per_epoch.setdefault(p["method"], []).append(s["train_time_s"] / s["epochs"])
+    data["seconds_per_epoch"] = {m: statistics.fmean(v) for m, v in per_epoch.items()}
+    speed = (
+        f"Speed: training seconds per epoch ({cfg.iters_per_epoch} steps), mean over the runs "
+        f"(1 thread each, {cfg.jobs} runs at a time): "
+        + ", ".join(f"{METHOD_NAMES[m]} {v:.1f} s" for m, v in data["seconds_per_epoch"].items())
+        + "."
+    )
     md = "\n".join([
         f"Command: `{command}`", "",
         f"Machine: {machine}; {len(plan)} runs, {cfg.jobs} worker process(es), wall time "
@@ -461,7 +474,7 @@ def _report(cfg, plan, summaries, command, wall, out) -> dict[str, Any]:
         f"{', '.join(seeds)}.", "",
         f"Budget: {budget}. Data: 1000 train / 300 val 48x48 canvases with 1-3 MNIST-5k "
         "digits (11 classes, 255 boundary band), `random` split protocol, split files under "
-        "`OUT/splits/`. Metric: val mIoU of the student at the final epoch.", "",
+        "`OUT/splits/`. Metric: val mIoU of the student at the final epoch.", "", speed, "",
         "#### Main comparison (mixer: CutMix)", "", main_table, "", "Directions:", "",
         *directions, "",
         *probe_lines,
