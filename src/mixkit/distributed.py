@@ -128,7 +128,14 @@ def launch(fn: Callable[[Any, DistEnv], T], cfg: Any) -> T:
     (started from torchrun's environment, a 1-rank no-op otherwise) and always shut it down."""
     env = init_from_env(cfg.device)
     try:
-        return fn(cfg, env)
+        result = fn(cfg, env)
+        # Tear down together: rank 0 finishes later (evaluation, plots, files); a rank that
+        # destroys its gloo group while a peer still holds the connection can make the
+        # peer's process abort at exit ("terminate called without an active exception").
+        # Only on success: after an error the peers may be inside another collective.
+        if env.initialized and dist.is_initialized():
+            dist.barrier()
+        return result
     finally:
         shutdown(env)
 
