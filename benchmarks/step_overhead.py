@@ -29,7 +29,7 @@ import time
 import torch
 from torch.utils import benchmark
 
-from mixkit import losses, models
+from mixkit import bench, losses, models
 from mixkit.augment import CutMix
 from mixkit.markdown import replace_section
 from mixkit.recursive import RecursiveMix, RecursiveMixStep
@@ -149,17 +149,11 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(f"| {label} | **RM step / CutMix step** | | **{ratio:.3f}** | | |")
             print(rows[-4:], flush=True)
     load_after = os.getloadavg()[0]
-    malloc = "".join(
-        f"{k}={os.environ[k]} "
-        for k in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_")
-        if k in os.environ
-    )
-    cmd = (
-        f"{malloc}OMP_NUM_THREADS={args.threads} python benchmarks/step_overhead.py --threads "
-        f"{args.threads} --batch {args.batch} --shapes "
-        + " ".join("x".join(map(str, s)) for s in args.shapes)
-        + f" --rounds {args.rounds} --min-run-time {args.min_run_time}"
-    )
+    argv = ["--threads", str(args.threads), "--batch", str(args.batch), "--shapes"]
+    argv += ["x".join(map(str, shape)) for shape in args.shapes]
+    argv += ["--rounds", str(args.rounds), "--min-run-time", str(args.min_run_time)]
+    prog = f"OMP_NUM_THREADS={args.threads} python benchmarks/step_overhead.py"
+    cmd = bench.command_line(prog, argv)  # MALLOC_* settings included when set
     body = "\n".join(
         [
             f"Machine: {os.cpu_count()}-core CPU, torch {torch.__version__}, "
