@@ -106,11 +106,14 @@ def assert_identical(a: torch.Tensor, b: torch.Tensor) -> None:
     assert torch.equal(a, b), f"max diff {(a.double() - b.double()).abs().max()}"
 
 
-@pytest.fixture(params=["default", "tiny"])
+@pytest.fixture(params=["default", "tiny", "loop"])
 def block_bytes(request, monkeypatch):
-    """Default blocks, and one-to-two-sample blocks (the loop the 224x224 batches take)."""
+    """Default blocks; one-to-two-sample blocks; and the sample-by-sample path that large
+    (224x224) samples take (``LOOP_BYTES``)."""
     if request.param == "tiny":
         monkeypatch.setattr(_fast, "BLOCK_BYTES", 3 * 13 * 11 * 8 * 2 - 1)
+    if request.param == "loop":
+        monkeypatch.setattr(_fast, "LOOP_BYTES", 0)
     return request.param
 
 
@@ -254,6 +257,40 @@ def test_ops_identical_to_reference(dtype, block_bytes):
     else:
         ref = (x.float() * (1 - wf) + partner.float() * wf).round().clamp(0, 255).to(dtype)
     assert_identical(ops.blend(x, partner, wf), ref)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("pairing", ["cycles", "fixed", "flip", "repeated"])
+def test_sample_by_sample_in_place_follows_the_cycles(dtype, pairing, monkeypatch):
+    """In place, large samples are mixed along the cycles of perm (one saved region per
+    cycle); a perm with a repeated partner falls back to the block path. Same bytes."""
+    b, h, w = 7, 12, 10
+    x = make_images(b, h, w, dtype, seed=11)
+    perm = {
+        "cycles": torch.tensor([2, 0, 1, 4, 5, 3, 6]),  # a 3-cycle, a 3-cycle, a fixed point
+        "fixed": torch.arange(b),
+        "flip": torch.arange(b).flip(0),
+        "repeated": torch.tensor([1, 1, 0, 3, 6, 2, 2]),
+    }[pairing]
+    boxes = CutMix(mode="elem").draw(x.shape, generator=12).boxes
+    boxes[4] = torch.tensor([0, 0, w, h])  # the whole image
+    boxes[5] = torch.tensor([3, 4, 3, 9])  # empty
+    lam = torch.rand(b, generator=torch.Generator().manual_seed(13))
+    cases = [
+        lambda t, **kw: ops.cutmix(t, boxes, perm, **kw),
+        lambda t, **kw: ops.resizemix(t, boxes, perm, "nearest", **kw),
+        lambda t, **kw: ops.resizemix(t, boxes, perm, "bilinear", **kw),
+        lambda t, **kw: ops.cutout(t, boxes, 2.0, **kw),
+        lambda t, **kw: ops.mixup(t, lam, perm, **kw),
+    ]
+    refs = [f(x) for f in cases]  # the block path (samples below LOOP_BYTES)
+    monkeypatch.setattr(_fast, "LOOP_BYTES", 0)
+    for f, ref in zip(cases, refs, strict=True):
+        assert_identical(f(x), ref)
+        assert_identical(f(x, out=torch.full_like(x, 3)), ref)
+        work = x.clone()
+        assert f(work, inplace=True) is work
+        assert_identical(work, ref)
 
 
 def test_caller_masks_and_weights_are_not_modified():

@@ -41,6 +41,9 @@ __all__ = ["BLOCK_BYTES", "clear_workspace"]
 # own block and the destination block stay in the L2/L3 cache (tuned on a 2-core EPYC).
 BLOCK_BYTES = 1 << 21
 
+# Samples of at least this many bytes are mixed one by one on the CPU (``per_sample``).
+LOOP_BYTES = 1 << 17
+
 # Scratch tensors larger than this are allocated per call instead of kept.
 MAX_CACHED_BYTES = 1 << 28
 
@@ -132,10 +135,9 @@ def uniform_box(boxes: Tensor) -> tuple[int, int, int, int] | None:
     """The common box when every row of (B, 4) ``boxes`` is the same (CPU only), else None."""
     if boxes.device.type != "cpu" or boxes.shape[0] == 0:
         return None
-    first = boxes[0]
-    if boxes.shape[0] > 1 and not torch.equal(boxes, first.expand_as(boxes)):
+    if boxes.shape[0] > 1 and not torch.equal(boxes[1:], boxes[:-1]):
         return None
-    x1, y1, x2, y2 = first.tolist()
+    x1, y1, x2, y2 = boxes[0].tolist()
     return int(x1), int(y1), int(x2), int(y2)
 
 
@@ -245,6 +247,92 @@ def given_source(source: Tensor, dst: Tensor) -> Tensor:
     return source
 
 
+# ----------------------------------------------------------------------------- large samples
+def loop_ok(images: Tensor) -> bool:
+    """Mix sample by sample: CPU samples of at least ``LOOP_BYTES`` (the per-sample dispatch
+    cost is then small next to the bytes, and only the box pixels need to be touched)."""
+    return (
+        images.device.type == "cpu"
+        and images.shape[0] > 0
+        and images[0].numel() * images.element_size() >= LOOP_BYTES
+    )
+
+
+def cycles(perm: list[int]) -> list[list[int]] | None:
+    """The cycles ``[i, perm[i], perm[perm[i]], ...]`` of a permutation; None if ``perm``
+    is not one (a repeated partner)."""
+    n = len(perm)
+    seen = [False] * n
+    out = []
+    for start in range(n):
+        if seen[start]:
+            continue
+        cycle, i = [], start
+        while not seen[i]:
+            seen[i] = True
+            cycle.append(i)
+            i = perm[i]
+        if i != start:
+            return None
+        out.append(cycle)
+    return out
+
+
+OneFn = Callable[[int, Tensor, Tensor, Tensor], None]
+
+
+def per_sample(
+    images: Tensor,
+    dst: Tensor,
+    perm: Tensor | None,
+    source: Tensor | None,
+    one: OneFn,
+    region: Callable[[int], tuple[slice, ...]],
+    prefill: bool,
+) -> Tensor | None:
+    """Mix sample by sample: ``one(i, own, out, src)`` writes sample i into ``out`` (= dst[i])
+    from its own sample ``own`` (images[i]) and its source sample ``src`` (C, Hs, Ws), reading
+    only ``src[region(i)]``. ``prefill``: dst starts as a copy of images (box kinds).
+
+    In place (dst is images) the samples are visited along the cycles of ``perm``, each
+    reading a partner that is not yet overwritten; the first sample of a cycle is read last,
+    so its region is saved first in a one-sample scratch buffer (no full-batch snapshot).
+    Returns None where this cannot be done (dst overlaps images/source without being
+    images, or perm is not a permutation): the caller then takes the block path.
+    """
+    b = images.shape[0]
+    if source is not None:
+        if overlaps(dst, source) or (dst is not images and overlaps(dst, images)):
+            return None
+        if prefill:
+            copy_into(images, dst)
+        for i in range(b):
+            one(i, images[i], dst[i], source[i])
+        return dst
+    assert perm is not None
+    p = perm.tolist()
+    if dst is not images:
+        if overlaps(dst, images):
+            return None
+        if prefill:
+            dst.copy_(images)
+        for i in range(b):
+            one(i, images[i], dst[i], images[p[i]])
+        return dst
+    order = cycles(p)
+    if order is None:
+        return None
+    snap = buffer("cycle", tuple(images.shape[1:]), images.dtype, images.device)
+    for cycle in order:
+        last = cycle[-1]
+        r = region(last)
+        snap[r].copy_(images[cycle[0]][r])
+        for i in cycle[:-1]:
+            one(i, images[i], images[i], images[p[i]])
+        one(last, images[last], images[last], snap)
+    return dst
+
+
 # ----------------------------------------------------------------------------- ops
 def blend_dtype(lam_dtype: torch.dtype, images_dtype: torch.dtype) -> torch.dtype:
     """Dtype in which ``1 - lam`` is computed: at least lam's and float32, float64 for
@@ -259,6 +347,17 @@ def mixup_into(images: Tensor, dst: Tensor, lam: Tensor, perm: Tensor) -> Tensor
     weight = weight.view(-1, 1, 1, 1).to(
         images.dtype if images.is_floating_point() else torch.float32
     )
+    if dst is images and images.is_floating_point() and loop_ok(images):
+        # In place, large samples: one lerp per sample along the cycles of perm, no
+        # full-batch partner snapshot (out-of-place, the block path is as fast).
+        flat = weight.view(-1)
+
+        def one(i: int, own: Tensor, out: Tensor, src: Tensor) -> None:
+            torch.lerp(own, src, flat[i], out=out)
+
+        res = per_sample(images, dst, perm, None, one, lambda i: (...,), prefill=False)
+        if res is not None:
+            return res
     return mix_blocks(images, dst, weight, False, partner_source(images, perm, dst))
 
 
@@ -284,6 +383,18 @@ def paste_into(
         copy_into(images, dst)
         dst[:, :, y1:y2, x1:x2].copy_(patch)
         return dst
+    if loop_ok(images) and (source is None or source.dtype == images.dtype):
+        # Large samples: copy only the box pixels, sample by sample.
+        regions = box_slices(boxes)
+
+        def one(i: int, own: Tensor, out: Tensor, src: Tensor) -> None:
+            r = regions[i]
+            if r is not None:
+                out[r].copy_(src[r])
+
+        res = per_sample(images, dst, perm, source, one, lambda i: regions[i] or (...,), True)
+        if res is not None:
+            return res
     weight = box_weight(boxes, h, w, images.dtype, images.device)
     if perm is not None:
         fn = partner_source(images, perm, dst)
@@ -296,6 +407,14 @@ def paste_into(
     return mix_blocks(images, dst, weight, True, fn)
 
 
+def box_slices(boxes: Tensor) -> list[tuple[slice, slice, slice] | None]:
+    """Per sample ``(:, y1:y2, x1:x2)`` of (B, 4) xyxy boxes; None for an empty box."""
+    return [
+        (slice(None), slice(y1, y2), slice(x1, x2)) if x2 > x1 and y2 > y1 else None
+        for x1, y1, x2, y2 in boxes.tolist()
+    ]
+
+
 def fill_into(images: Tensor, dst: Tensor, boxes: Tensor, value: float) -> Tensor:
     """Cutout: the box filled with ``torch.full((), value, dtype=images.dtype)``."""
     h, w = images.shape[-2:]
@@ -306,6 +425,12 @@ def fill_into(images: Tensor, dst: Tensor, boxes: Tensor, value: float) -> Tenso
         copy_into(images, dst)
         if x2 > x1 and y2 > y1:
             dst[:, :, y1:y2, x1:x2].fill_(fill)
+        return dst
+    if loop_ok(images) and not (dst is not images and overlaps(dst, images)):
+        copy_into(images, dst)
+        for i, r in enumerate(box_slices(boxes)):
+            if r is not None:
+                dst[i][r].fill_(fill)
         return dst
     weight = box_weight(boxes, h, w, images.dtype, images.device)
     return mix_blocks(images, dst, weight, True, lambda s, e: fill)
@@ -423,6 +548,10 @@ def resize_into(
         copy_into(images, dst)
         dst[:, :, y1:y2, x1:x2].copy_(patch)
         return dst
+    if loop_ok(images) and src.dtype == images.dtype:
+        res = resize_per_sample(images, dst, boxes, mode, perm, source)
+        if res is not None:
+            return res
     weight = box_weight(boxes, h, w, images.dtype, images.device)
     plan = resize_plan(boxes, (h, w), (hs, ws), mode, images.device)
     if perm is not None:
@@ -440,3 +569,44 @@ def resize_into(
         return resize_block(blk, *plan(s, e), (h, w))
 
     return mix_blocks(images, dst, weight, True, fn)
+
+
+def resize_per_sample(
+    images: Tensor,
+    dst: Tensor,
+    boxes: Tensor,
+    mode: str,
+    perm: Tensor | None,
+    source: Tensor | None,
+) -> Tensor | None:
+    """``resize_into`` sample by sample (large samples): only the box pixels are written;
+    nearest = row ``index_select`` + column ``gather``, bilinear = ``grid_sample`` on the box
+    grid (the coordinates of ``resize_plan``, so the values are the same)."""
+    h, w = images.shape[-2:]
+    src_all = images if source is None else source
+    c, hs, ws = src_all.shape[1:]
+    regions = box_slices(boxes)
+    x1, y1, x2, y2 = boxes.to(images.device).unbind(1)
+    if mode == "nearest":
+        ry = nearest_index(arange(h, images.device), y1, y2 - y1, hs)
+        rx = nearest_index(arange(w, images.device), x1, x2 - x1, ws)
+    elif mode == "bilinear":
+        ry = bilinear_axis(h, y1, y2 - y1, hs)
+        rx = bilinear_axis(w, x1, x2 - x1, ws)
+    else:
+        raise ValueError(f"mode must be 'nearest' or 'bilinear', got {mode!r}")
+
+    def one(i: int, own: Tensor, out: Tensor, src: Tensor) -> None:
+        r = regions[i]
+        if r is None:
+            return
+        ys, xs = r[1], r[2]
+        box = out[r]
+        if mode == "nearest":  # whole rows, then the columns gathered straight into the box
+            rows = torch.index_select(src, 1, ry[i, ys])
+            torch.gather(rows, 2, rx[i, None, None, xs].expand(box.shape), out=box)
+        else:
+            grid = torch.stack(torch.broadcast_tensors(rx[i, None, xs], ry[i, ys, None]), dim=-1)
+            box.copy_(resize_block(src[None], None, None, grid[None], (0, 0))[0])
+
+    return per_sample(images, dst, perm, source, one, lambda i: (...,), True)
