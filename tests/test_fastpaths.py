@@ -352,6 +352,14 @@ def test_bench_cases_render_and_section(tmp_path):
         c.times = [2e-4] if c.op != "clone" else [1e-4]
     text = bench.render(cases, "test machine", "mixkit bench", torch.device("cpu"), versions)
     assert "| 128x3x32x32 | cutmix | elem | 200 | 200 | 2.00 |" in text
+    assert "| 128x3x32x32 | lerp floor | - | | 200 | 2.00 | 2.00 | 2.00 | 15.7 |" in text
+    for c in cases:  # apply 6x clone, out= 5.5x, in place 3x: the verdict names the variant
+        c.times = [{"apply": 6e-4, "out=": 5.5e-4, "inplace": 3e-4}.get(c.variant, 1e-4)]
+    summary = "\n".join(bench.targets_summary(cases))
+    assert (
+        "per-sample cutmix apply at 128x3x32x32: 6.00x clone (target <= 5: NOT met returning "
+        "a new tensor; met with inplace; out= 5.50, inplace 3.00)" in summary
+    )
     md = tmp_path / "B.md"
     md.write_text("# T\n\n## 1. Op speed (issue 6)\n\nold\n\n## 2. Next\n\nkeep\n")
     bench.replace_section(md, bench.SECTION, text)
