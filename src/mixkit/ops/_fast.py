@@ -14,6 +14,10 @@ blend) -- tests/test_fastpaths.py checks ``torch.equal`` against such a referenc
 - integer images (uint8 images, int64 label maps) select exactly with a bit mask:
   ``x ^ ((x ^ src) & m)`` with ``m`` all-ones inside the region;
 - a region shared by the whole batch (``mode="batch"``) is a slice copy of just the box;
+- large samples (at least ``LOOP_BYTES``, e.g. 224x224) go sample by sample: a box op copies
+  or resizes only the box pixels; in place, samples are visited along the cycles of ``perm``
+  so each reads a partner not yet overwritten, with only the region of each cycle's first
+  sample saved (MixUp in place too): an in-place CutMix moves only the box bytes;
 - box weights come from two small (B, H) / (B, W) indicator vectors (one broadcast product),
   ``arange`` vectors are cached per device;
 - ``out=`` writes into the caller's buffer and ``inplace=True`` into the images themselves
