@@ -293,6 +293,15 @@ def test_sample_by_sample_in_place_follows_the_cycles(dtype, pairing, monkeypatc
         assert_identical(work, ref)
 
 
+def test_sample_by_sample_rejects_a_perm_out_of_range(monkeypatch):
+    monkeypatch.setattr(_fast, "LOOP_BYTES", 0)
+    x = make_images(3, 8, 8, torch.float32)
+    params = CutMix(mode="elem").draw(x.shape, generator=0)
+    for bad in ([1, 2, -1], [1, 2, 3]):
+        with pytest.raises(ValueError, match=r"perm must hold indices in \[0, 3\)"):
+            apply_images(params.replace(perm=torch.tensor(bad)), x, inplace=True)
+
+
 def test_caller_masks_and_weights_are_not_modified():
     x = make_images(4, 8, 8, torch.uint8)
     mask = torch.rand(4, 8, 8, generator=torch.Generator().manual_seed(0)) < 0.5

@@ -315,6 +315,8 @@ def per_sample(
         return dst
     assert perm is not None
     p = perm.tolist()
+    if p and (min(p) < 0 or max(p) >= b):  # Python indexing would wrap a negative index
+        raise ValueError(f"perm must hold indices in [0, {b}), got {p}")
     if dst is not images:
         if overlaps(dst, images):
             return None
@@ -486,28 +488,38 @@ def resize_block(
     return res if src.is_floating_point() else res.round_().clamp_(0, 255).to(src.dtype)
 
 
+def resize_axes(
+    boxes: Tensor, size: tuple[int, int], src_hw: tuple[int, int], mode: str, device: torch.device
+) -> tuple[Tensor, Tensor]:
+    """Per canvas row and column, where the box resize reads the source: (B, H) and (B, W)
+    source indices (nearest) or grid_sample coordinates (bilinear)."""
+    h, w = size
+    hs, ws = src_hw
+    x1, y1, x2, y2 = boxes.to(device).unbind(1)
+    if mode == "nearest":
+        return (
+            nearest_index(arange(h, device), y1, y2 - y1, hs),
+            nearest_index(arange(w, device), x1, x2 - x1, ws),
+        )
+    if mode == "bilinear":
+        return bilinear_axis(h, y1, y2 - y1, hs), bilinear_axis(w, x1, x2 - x1, ws)
+    raise ValueError(f"mode must be 'nearest' or 'bilinear', got {mode!r}")
+
+
 def resize_plan(
     boxes: Tensor, size: tuple[int, int], src_hw: tuple[int, int], mode: str, device: torch.device
 ) -> Callable[[int, int], tuple[Tensor | None, Tensor | None, Tensor | None]]:
     """Per-block resize arguments ``(sy, sx, grid)`` for ``resize_block``."""
-    h, w = size
-    hs, ws = src_hw
-    boxes = boxes.to(device)
-    x1, y1, x2, y2 = boxes.unbind(1)
+    ry, rx = resize_axes(boxes, size, src_hw, mode, device)
     if mode == "nearest":
-        sy = nearest_index(arange(h, device), y1, y2 - y1, hs) * ws  # row offsets
-        sx = nearest_index(arange(w, device), x1, x2 - x1, ws)
-        return lambda s, e: (sy[s:e], sx[s:e], None)
-    if mode == "bilinear":
-        gy = bilinear_axis(h, y1, y2 - y1, hs)
-        gx = bilinear_axis(w, x1, x2 - x1, ws)
+        sy = ry * src_hw[1]  # row offsets
+        return lambda s, e: (sy[s:e], rx[s:e], None)
 
-        def plan(s: int, e: int) -> tuple[None, None, Tensor]:
-            grid = torch.stack(torch.broadcast_tensors(gx[s:e, None, :], gy[s:e, :, None]), dim=-1)
-            return None, None, grid
+    def plan(s: int, e: int) -> tuple[None, None, Tensor]:
+        grid = torch.stack(torch.broadcast_tensors(rx[s:e, None, :], ry[s:e, :, None]), dim=-1)
+        return None, None, grid
 
-        return plan
-    raise ValueError(f"mode must be 'nearest' or 'bilinear', got {mode!r}")
+    return plan
 
 
 def resize_into(
@@ -552,8 +564,10 @@ def resize_into(
         copy_into(images, dst)
         dst[:, :, y1:y2, x1:x2].copy_(patch)
         return dst
-    if loop_ok(images) and src.dtype == images.dtype:
-        res = resize_per_sample(images, dst, boxes, mode, perm, source)
+    if loop_ok(images) and src.dtype == images.dtype:  # large samples: only the box pixels
+        ry, rx = resize_axes(boxes, (h, w), (hs, ws), mode, images.device)
+        writer = resize_one(boxes, ry, rx, mode)
+        res = per_sample(images, dst, perm, source, writer, lambda i: (...,), True)
         if res is not None:
             return res
     weight = box_weight(boxes, h, w, images.dtype, images.device)
@@ -575,30 +589,11 @@ def resize_into(
     return mix_blocks(images, dst, weight, True, fn)
 
 
-def resize_per_sample(
-    images: Tensor,
-    dst: Tensor,
-    boxes: Tensor,
-    mode: str,
-    perm: Tensor | None,
-    source: Tensor | None,
-) -> Tensor | None:
-    """``resize_into`` sample by sample (large samples): only the box pixels are written;
-    nearest = row ``index_select`` + column ``gather``, bilinear = ``grid_sample`` on the box
-    grid (the coordinates of ``resize_plan``, so the values are the same)."""
-    h, w = images.shape[-2:]
-    src_all = images if source is None else source
-    c, hs, ws = src_all.shape[1:]
+def resize_one(boxes: Tensor, ry: Tensor, rx: Tensor, mode: str) -> OneFn:
+    """``per_sample``'s writer for a box resize: only the box pixels are written; nearest =
+    row ``index_select`` + column ``gather`` straight into the box, bilinear = ``grid_sample``
+    on the box grid. ry/rx: ``resize_axes`` (same coordinates as the block path)."""
     regions = box_slices(boxes)
-    x1, y1, x2, y2 = boxes.to(images.device).unbind(1)
-    if mode == "nearest":
-        ry = nearest_index(arange(h, images.device), y1, y2 - y1, hs)
-        rx = nearest_index(arange(w, images.device), x1, x2 - x1, ws)
-    elif mode == "bilinear":
-        ry = bilinear_axis(h, y1, y2 - y1, hs)
-        rx = bilinear_axis(w, x1, x2 - x1, ws)
-    else:
-        raise ValueError(f"mode must be 'nearest' or 'bilinear', got {mode!r}")
 
     def one(i: int, own: Tensor, out: Tensor, src: Tensor) -> None:
         r = regions[i]
@@ -606,11 +601,11 @@ def resize_per_sample(
             return
         ys, xs = r[1], r[2]
         box = out[r]
-        if mode == "nearest":  # whole rows, then the columns gathered straight into the box
+        if mode == "nearest":
             rows = torch.index_select(src, 1, ry[i, ys])
             torch.gather(rows, 2, rx[i, None, None, xs].expand(box.shape), out=box)
         else:
             grid = torch.stack(torch.broadcast_tensors(rx[i, None, xs], ry[i, ys, None]), dim=-1)
             box.copy_(resize_block(src[None], None, None, grid[None], (0, 0))[0])
 
-    return per_sample(images, dst, perm, source, one, lambda i: (...,), True)
+    return one
