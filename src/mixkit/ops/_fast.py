@@ -14,7 +14,8 @@ blend) -- tests/test_fastpaths.py checks ``torch.equal`` against such a referenc
 - integer images (uint8 images, int64 label maps) select exactly with a bit mask:
   ``x ^ ((x ^ src) & m)`` with ``m`` all-ones inside the region;
 - a region shared by the whole batch (``mode="batch"``) is a slice copy of just the box;
-- large samples (at least ``LOOP_BYTES``, e.g. 224x224) go sample by sample: a box op copies
+- large samples (at least ``LOOP_BYTES``, e.g. 224x224) go sample by sample: MixUp lerps each
+  sample with its partner where it lies (no partner copy), a box op copies
   or resizes only the box pixels; in place, samples are visited along the cycles of ``perm``
   so each reads a partner not yet overwritten, with only the region of each cycle's first
   sample saved (MixUp in place too): an in-place CutMix moves only the box bytes;
@@ -353,9 +354,9 @@ def mixup_into(images: Tensor, dst: Tensor, lam: Tensor, perm: Tensor) -> Tensor
     weight = weight.view(-1, 1, 1, 1).to(
         images.dtype if images.is_floating_point() else torch.float32
     )
-    if dst is images and images.is_floating_point() and loop_ok(images):
-        # In place, large samples: one lerp per sample along the cycles of perm, no
-        # full-batch partner snapshot (out-of-place, the block path is as fast).
+    if images.is_floating_point() and loop_ok(images):
+        # Large samples: one lerp per sample reading the partner where it lies (no partner
+        # copy); in place along the cycles of perm, no full-batch partner snapshot.
         flat = weight.view(-1)
 
         def one(i: int, own: Tensor, out: Tensor, src: Tensor) -> None:
