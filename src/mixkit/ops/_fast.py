@@ -496,12 +496,16 @@ def resize_axes(
     source indices (nearest) or grid_sample coordinates (bilinear)."""
     h, w = size
     hs, ws = src_hw
-    x1, y1, x2, y2 = boxes.to(device).unbind(1)
-    if mode == "nearest":
-        return (
-            nearest_index(arange(h, device), y1, y2 - y1, hs),
-            nearest_index(arange(w, device), x1, x2 - x1, ws),
-        )
+    boxes = boxes.to(device)
+    if mode == "nearest":  # both axes in one pass (fewer small ops): nearest_index's float32 math
+        start, end = boxes[:, :2], boxes[:, 2:]  # (B, 2): x then y
+        src = torch.tensor([float(ws), float(hs)], dtype=torch.float32, device=device)
+        scale = src / (end - start).clamp_min(1).to(torch.float32)
+        offset = (arange(max(h, w), device) - start[:, :, None]).clamp_min(0).to(torch.float32)
+        top = torch.tensor([ws - 1, hs - 1], device=device).view(1, 2, 1)
+        index = torch.minimum(torch.floor(offset * scale[:, :, None]).long(), top)
+        return index[:, 1, :h], index[:, 0, :w]
+    x1, y1, x2, y2 = boxes.unbind(1)
     if mode == "bilinear":
         return bilinear_axis(h, y1, y2 - y1, hs), bilinear_axis(w, x1, x2 - x1, ws)
     raise ValueError(f"mode must be 'nearest' or 'bilinear', got {mode!r}")
