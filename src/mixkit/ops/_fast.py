@@ -303,7 +303,8 @@ def per_sample(
     reading a partner that is not yet overwritten; the first sample of a cycle is read last,
     so its region is saved first in a one-sample scratch buffer (no full-batch snapshot).
     Returns None where this cannot be done (dst overlaps images/source without being
-    images, or perm is not a permutation): the caller then takes the block path.
+    images, or perm is not a permutation): the caller then takes the block path. A perm
+    index outside [0, B) raises ValueError.
     """
     b = images.shape[0]
     if source is not None:
