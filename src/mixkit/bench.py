@@ -346,7 +346,7 @@ def render(
         'preallocated one, `inplace` overwrites the batch. Per-sample = `mode="elem"`. '
         "`lerp floor` is `torch.lerp` of the batch with a second batch (a scalar weight): the "
         "least memory traffic of any MixUp (two batches read, one written), the floor under "
-        "the MixUp rows; a box op in place touches only the box pixels.",
+        "the MixUp rows. At 224x224 a box op in place touches only the box pixels.",
         "",
         "| batch | op | mode | draw µs | apply µs | apply × clone | out= × clone "
         "| inplace × clone | apply GB/s |",

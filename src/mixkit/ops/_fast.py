@@ -450,16 +450,6 @@ def mask_into(images: Tensor, dst: Tensor, mask: Tensor, perm: Tensor) -> Tensor
     return mix_blocks(images, dst, weight, True, partner_source(images, perm, dst))
 
 
-def nearest_index(dst: Tensor, start: Tensor, length: Tensor, src_size: int) -> Tensor:
-    """Source index of nearest resize (``F.interpolate(mode="nearest")``):
-    ``min(floor(i * (in/out)), in-1)`` in float32. dst (S,), start/length (B,) -> (B, S)."""
-    scale = torch.tensor(
-        float(src_size), dtype=torch.float32, device=dst.device
-    ) / length.clamp_min(1).to(torch.float32)
-    offset = (dst[None, :] - start[:, None]).clamp_min(0).to(torch.float32)
-    return torch.floor(offset * scale[:, None]).long().clamp(0, src_size - 1)
-
-
 def bilinear_axis(n_dst: int, start: Tensor, length: Tensor, n_src: int) -> Tensor:
     """grid_sample coordinates of a bilinear resize (align_corners=False) into [start,
     start+length): source ``(i - start + 0.5) * in/out - 0.5`` clamped at 0, normalised to
@@ -494,11 +484,14 @@ def resize_axes(
     boxes: Tensor, size: tuple[int, int], src_hw: tuple[int, int], mode: str, device: torch.device
 ) -> tuple[Tensor, Tensor]:
     """Per canvas row and column, where the box resize reads the source: (B, H) and (B, W)
-    source indices (nearest) or grid_sample coordinates (bilinear)."""
+    source indices (nearest) or grid_sample coordinates (bilinear).
+
+    Nearest matches ``F.interpolate(mode="nearest")``: ``min(floor(i * (in/out)), in-1)`` in
+    float32, i the offset into the box (0 before it)."""
     h, w = size
     hs, ws = src_hw
     boxes = boxes.to(device)
-    if mode == "nearest":  # both axes in one pass (fewer small ops): nearest_index's float32 math
+    if mode == "nearest":  # both axes in one pass (fewer small ops)
         start, end = boxes[:, :2], boxes[:, 2:]  # (B, 2): x then y
         src = torch.tensor([float(ws), float(hs)], dtype=torch.float32, device=device)
         scale = src / (end - start).clamp_min(1).to(torch.float32)
@@ -545,19 +538,10 @@ def resize_into(
         x1, y1, x2, y2 = box
         if x2 <= x1 or y2 <= y1:
             return copy_into(images, dst)
-        one = boxes[:1]
-        sy = nearest_index(
-            arange(y2 - y1, images.device),
-            torch.zeros_like(one[:, 1]).to(images.device),
-            (one[:, 3] - one[:, 1]).to(images.device),
-            hs,
-        )[0]
-        sx = nearest_index(
-            arange(x2 - x1, images.device),
-            torch.zeros_like(one[:, 0]).to(images.device),
-            (one[:, 2] - one[:, 0]).to(images.device),
-            ws,
-        )[0]
+        # The shared box moved to the origin: its rows and columns only.
+        origin = torch.tensor([[0, 0, x2 - x1, y2 - y1]])
+        sy, sx = resize_axes(origin, (y2 - y1, x2 - x1), (hs, ws), mode, images.device)
+        sy, sx = sy[0], sx[0]
         b, c = images.shape[:2]
         rows = buffer("rows", (b, c, y2 - y1, ws), src.dtype, images.device)
         torch.index_select(src, 2, sy, out=rows)  # whole rows: a fast row copy
