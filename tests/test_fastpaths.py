@@ -7,6 +7,9 @@ floats (lerp with a 0/1 weight == where, for finite values) and uint8/int64 alik
 from __future__ import annotations
 
 import math
+import os
+import shutil
+import sysconfig
 
 import pytest
 import torch
@@ -106,10 +109,23 @@ def assert_identical(a: torch.Tensor, b: torch.Tensor) -> None:
     assert torch.equal(a, b), f"max diff {(a.double() - b.double()).abs().max()}"
 
 
-@pytest.fixture(params=["default", "tiny", "loop"])
+def require_native() -> None:
+    """The C kernels are built wherever a C compiler is (``test_native_kernels_are_built``);
+    only an install without one may skip their cases."""
+    if _fast._native is None:
+        pytest.skip("mixkit.ops._native was not built (no C compiler at install)")
+
+
+@pytest.fixture(params=["native", "default", "tiny", "loop"])
 def block_bytes(request, monkeypatch):
-    """Default blocks; one-to-two-sample blocks; and the sample-by-sample path that large
-    (224x224) samples take (``LOOP_BYTES``)."""
+    """The C box kernels (``ops._native``); then, with them off, the torch paths: default
+    blocks, one-to-two-sample blocks, and the sample-by-sample path that large (224x224)
+    samples take (``LOOP_BYTES``)."""
+    if request.param == "native":
+        require_native()
+        monkeypatch.setattr(_fast, "NATIVE", True)
+        return request.param
+    monkeypatch.setattr(_fast, "NATIVE", False)
     if request.param == "tiny":
         monkeypatch.setattr(_fast, "BLOCK_BYTES", 3 * 13 * 11 * 8 * 2 - 1)
     if request.param == "loop":
@@ -283,23 +299,98 @@ def test_sample_by_sample_in_place_follows_the_cycles(dtype, pairing, monkeypatc
         lambda t, **kw: ops.cutout(t, boxes, 2.0, **kw),
         lambda t, **kw: ops.mixup(t, lam, perm, **kw),
     ]
+    monkeypatch.setattr(_fast, "NATIVE", False)
     refs = [f(x) for f in cases]  # the block path (samples below LOOP_BYTES)
-    monkeypatch.setattr(_fast, "LOOP_BYTES", 0)
-    for f, ref in zip(cases, refs, strict=True):
-        assert_identical(f(x), ref)
-        assert_identical(f(x, out=torch.full_like(x, 3)), ref)
-        work = x.clone()
-        assert f(work, inplace=True) is work
-        assert_identical(work, ref)
+    paths = [("loop", False)] + ([("native", True)] if _fast._native is not None else [])
+    for path, native in paths:
+        monkeypatch.setattr(_fast, "NATIVE", native)
+        monkeypatch.setattr(_fast, "LOOP_BYTES", 0 if path == "loop" else 1 << 17)
+        for f, ref in zip(cases, refs, strict=True):
+            assert_identical(f(x), ref)
+            assert_identical(f(x, out=torch.full_like(x, 3)), ref)
+            work = x.clone()
+            assert f(work, inplace=True) is work
+            assert_identical(work, ref)
 
 
-def test_sample_by_sample_rejects_a_perm_out_of_range(monkeypatch):
+@pytest.mark.parametrize("native", [False, True])
+def test_sample_by_sample_rejects_a_perm_out_of_range(native, monkeypatch):
+    if native:
+        require_native()
+    monkeypatch.setattr(_fast, "NATIVE", native)
     monkeypatch.setattr(_fast, "LOOP_BYTES", 0)
     x = make_images(3, 8, 8, torch.float32)
+    before = x.clone()
     params = CutMix(mode="elem").draw(x.shape, generator=0)
     for bad in ([1, 2, -1], [1, 2, 3]):
         with pytest.raises(ValueError, match=r"perm must hold indices in \[0, 3\)"):
             apply_images(params.replace(perm=torch.tensor(bad)), x, inplace=True)
+    assert torch.equal(x, before)  # checked before any write
+
+
+# ----------------------------------------------------------------------------- C kernels
+def test_native_kernels_are_built_where_a_compiler_exists():
+    """setup.py builds ops._native as optional: a failed build would silently leave only the
+    torch paths. Wherever a C compiler exists (CI), it must have been built and be in use."""
+    cc = (sysconfig.get_config_var("CC") or "cc").split()[0]
+    if shutil.which(cc) is None:
+        pytest.skip(f"no C compiler ({cc}) on this machine: the torch paths are used")
+    assert _fast._native is not None, "pip install -e . did not build mixkit.ops._native"
+    assert _fast.NATIVE == (os.environ.get("MIXKIT_NATIVE", "1") != "0")
+
+
+@pytest.mark.parametrize(
+    "dtype", [torch.float16, torch.bfloat16, torch.float32, torch.float64, torch.uint8]
+)
+def test_native_kernels_move_bytes_of_every_element_size(dtype, monkeypatch):
+    """The C kernels move elements of 1, 2, 4 and 8 bytes (int64 maps via apply_masks): the
+    same bytes as the torch paths, new / out= / in place, per-sample and shared boxes."""
+    require_native()
+    b, h, w = 5, 9, 14
+    x = make_images(b, h, w, torch.float64, seed=21).to(dtype)
+    perm = torch.tensor([3, 0, 4, 1, 2])
+    boxes = CutMix(mode="elem").draw(x.shape, generator=22).boxes
+    boxes[1] = torch.tensor([0, 0, w, h])
+    boxes[2] = torch.tensor([5, 2, 5, 8])  # empty
+    src = make_images(b, 4, 23, torch.float64, seed=23).to(dtype)  # any size (history)
+    partner = x.flip(0).contiguous()
+    cases = [
+        lambda t, **kw: ops.cutmix(t, boxes, perm, **kw),
+        lambda t, **kw: ops.cutmix(t, boxes[3:4].expand(b, 4), perm, **kw),
+        lambda t, **kw: ops.resizemix(t, boxes, perm, "nearest", **kw),
+        lambda t, **kw: ops.resize_paste(t, src, boxes, "nearest", **kw),
+        lambda t, **kw: ops.paste_region(t, partner, boxes, **kw),
+        lambda t, **kw: ops.cutout(t, boxes, 3.0, **kw),
+    ]
+    monkeypatch.setattr(_fast, "NATIVE", False)
+    refs = [f(x) for f in cases]
+    maps = torch.randint(0, 9, (b, h, w), generator=torch.Generator().manual_seed(24))
+    params = CutMix(mode="elem").draw(x.shape, generator=25)
+    ref_maps = apply_masks(params, maps)
+    monkeypatch.setattr(_fast, "NATIVE", True)
+    for f, ref in zip(cases, refs, strict=True):
+        assert_identical(f(x), ref)
+        assert_identical(f(x, out=torch.full_like(x, 2)), ref)
+        work = x.clone()
+        assert f(work, inplace=True) is work
+        assert_identical(work, ref)
+    assert_identical(apply_masks(params, maps), ref_maps)
+
+
+def test_native_kernels_reject_bad_boxes_before_writing(monkeypatch):
+    """apply_images does not re-check MixParams boxes: the C kernel range-checks them (one
+    ValueError naming the box, nothing written) instead of reading out of bounds."""
+    require_native()
+    monkeypatch.setattr(_fast, "NATIVE", True)
+    x = make_images(3, 8, 8, torch.float32)
+    before = x.clone()
+    for bad in ([0, 0, 9, 4], [-1, 0, 4, 4], [4, 0, 2, 4]):
+        boxes = torch.tensor([[0, 0, 4, 4], bad, [1, 1, 2, 2]])
+        for op in ("paste", "resize", "fill"):
+            fill = torch.full((), 1.0)
+            with pytest.raises(ValueError, match=r"boxes must satisfy 0 <= x1 <= x2 <= 8 .* at 1"):
+                _fast.native_box(op, x, x, boxes, torch.tensor([1, 2, 0]), value=fill)
+        assert torch.equal(x, before)
 
 
 def test_caller_masks_and_weights_are_not_modified():

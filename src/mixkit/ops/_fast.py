@@ -19,6 +19,11 @@ blend) -- tests/test_fastpaths.py checks ``torch.equal`` against such a referenc
   or resizes only the box pixels; in place, samples are visited along the cycles of ``perm``
   so each reads a partner not yet overwritten, with only the region of each cycle's first
   sample saved (MixUp in place too): an in-place CutMix moves only the box bytes;
+- with the optional C kernels built (``mixkit.ops._native``, see setup.py), a box op on
+  contiguous CPU tensors (CutMix, nearest ResizeMix / RecursiveMix, Cutout, int label maps)
+  is one pass per sample: the pixels outside the box copied, the box pixels moved from the
+  partner (as they lie, or at nearest-resize indices) -- values are only moved, so any dtype
+  is exact; ``MIXKIT_NATIVE=0`` turns them off;
 - box weights come from two small (B, H) / (B, W) indicator vectors (one broadcast product),
   ``arange`` vectors are cached per device;
 - ``out=`` writes into the caller's buffer and ``inplace=True`` into the images themselves
@@ -32,6 +37,7 @@ frees them). On CUDA the caching allocator already reuses memory: no blocks, no 
 from __future__ import annotations
 
 import math
+import os
 import threading
 from collections.abc import Callable
 
@@ -39,7 +45,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["BLOCK_BYTES", "clear_workspace"]
+try:  # optional C kernels (setup.py builds them when a C compiler is present)
+    from mixkit.ops import _native
+except ImportError:  # pragma: no cover - depends on the install
+    _native = None
+
+__all__ = ["BLOCK_BYTES", "NATIVE", "clear_workspace"]
+
+# Use the C box kernels (tests switch this off to exercise the torch paths).
+NATIVE = _native is not None and os.environ.get("MIXKIT_NATIVE", "1") != "0"
 
 # Bytes of images per block on the CPU: large enough that the per-block dispatch overhead is
 # negligible (CIFAR batches are one or two blocks), small enough that the partner block, the
@@ -252,6 +266,75 @@ def given_source(source: Tensor, dst: Tensor) -> Tensor:
     return source
 
 
+# ----------------------------------------------------------------------------- C kernels
+def native_ok(images: Tensor, dst: Tensor, source: Tensor | None = None) -> bool:
+    """The C kernels apply: contiguous CPU tensors, ``dst`` is ``images`` or apart from it,
+    a separate ``source`` of the same dtype apart from ``dst``."""
+    if not (
+        NATIVE
+        and images.device.type == "cpu"
+        and images.numel() > 0
+        and images.is_contiguous()
+        and dst.is_contiguous()
+        and (dst is images or not overlaps(dst, images))
+    ):
+        return False
+    return source is None or (
+        source.device.type == "cpu"
+        and source.dtype == images.dtype
+        and source.is_contiguous()
+        and source.numel() > 0
+        and not overlaps(dst, source)
+    )
+
+
+def _index(t: Tensor) -> Tensor:
+    return t.to(device="cpu", dtype=torch.int64).contiguous()
+
+
+def native_box(
+    op: str,
+    images: Tensor,
+    dst: Tensor,
+    boxes: Tensor,
+    perm: Tensor | None = None,
+    source: Tensor | None = None,
+    value: Tensor | None = None,
+) -> Tensor:
+    """Run the C kernel ``op`` ("paste", "resize" nearest, "fill" with the 0-dim ``value``)
+    into ``dst``; the caller checked ``native_ok``. A perm or box out of range: ValueError."""
+    assert _native is not None
+    b, c, h, w = images.shape
+    es = images.element_size()
+    bx = _index(boxes)
+    if op == "fill":
+        assert value is not None
+        _native.fill(
+            dst.data_ptr(), images.data_ptr(), bx.data_ptr(), value.data_ptr(), b, c, h, w, es
+        )
+        return dst
+    pm = None if perm is None else _index(perm)
+    src = images if source is None else source
+    scratch = buffer("cycle", (src[0].numel(),), images.dtype, images.device)
+    args = (
+        dst.data_ptr(),
+        images.data_ptr(),
+        src.data_ptr(),
+        0 if pm is None else pm.data_ptr(),
+        bx.data_ptr(),
+        scratch.data_ptr(),
+        b,
+        c,
+        h,
+        w,
+    )
+    if op == "paste":
+        _native.paste(*args, es)
+    else:
+        _native.resize(*args, *src.shape[-2:], es)
+    return dst
+
+
 # ----------------------------------------------------------------------------- large samples
 def loop_ok(images: Tensor) -> bool:
     """Mix sample by sample: CPU samples of at least ``LOOP_BYTES`` (the per-sample dispatch
@@ -373,6 +456,8 @@ def paste_into(
     images: Tensor, dst: Tensor, boxes: Tensor, perm: Tensor | None, source: Tensor | None
 ) -> Tensor:
     """Box paste from ``images[perm]`` (perm given) or from ``source`` (same shape)."""
+    if native_ok(images, dst, source):
+        return native_box("paste", images, dst, boxes, perm, source)
     h, w = images.shape[-2:]
     box = uniform_box(boxes)
     if box is not None:
@@ -427,6 +512,8 @@ def fill_into(images: Tensor, dst: Tensor, boxes: Tensor, value: float) -> Tenso
     """Cutout: the box filled with ``torch.full((), value, dtype=images.dtype)``."""
     h, w = images.shape[-2:]
     fill = torch.full((), value, dtype=images.dtype, device=images.device)
+    if native_ok(images, dst):
+        return native_box("fill", images, dst, boxes, value=fill)
     box = uniform_box(boxes)
     if box is not None:
         x1, y1, x2, y2 = box
@@ -532,6 +619,8 @@ def resize_into(
     """Paste ``images[perm]`` (or ``source``, any size) resized into each box."""
     h, w = images.shape[-2:]
     src = images if source is None else source
+    if mode == "nearest" and native_ok(images, dst, source):
+        return native_box("resize", images, dst, boxes, perm, source)
     hs, ws = src.shape[-2:]
     box = uniform_box(boxes) if mode == "nearest" else None
     if box is not None:

@@ -1,0 +1,283 @@
+/* Optional C kernels behind the CPU box ops of mixkit.ops._fast (issue 6).
+ *
+ * One pass per sample over contiguous (B, C, H, W) tensors of any element size: the pixels
+ * outside the box are copied from the sample itself (skipped in place), the box pixels come
+ * from the source sample -- as they lie (CutMix), resized by nearest neighbour (ResizeMix,
+ * RecursiveMix) or a constant (Cutout). Values are only moved, never computed, so the result
+ * is bit-identical to the torch reference whatever the dtype (tests/test_fastpaths.py).
+ *
+ * The nearest source index is the float32 formula of F.interpolate(mode="nearest"), as in
+ * mixkit.ops._fast.resize_axes: min(floor(i * (float)in / (float)out), in - 1).
+ *
+ * In place with a partner from the same batch, the samples are visited along the cycles of
+ * perm (each one reads a partner not yet overwritten); only each cycle's first sample is
+ * saved, into a one-sample scratch buffer the caller passes. A perm that is not a
+ * permutation (a repeated partner) reads from a full copy of the batch instead.
+ *
+ * Pointers arrive as integers (torch data_ptr()); the Python side checks devices, dtypes,
+ * shapes, contiguity and overlaps. perm and boxes are range-checked here, before any write.
+ * The GIL is released while the kernels run.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef unsigned char byte;
+
+enum { OP_PASTE = 0, OP_RESIZE = 1, OP_FILL = 2 };
+
+typedef struct {
+    int op;
+    Py_ssize_t c, h, w, hs, ws, es; /* channels, canvas, source size, element size */
+    const byte *value;              /* OP_FILL: one element */
+    int64_t *ry, *rx;               /* OP_RESIZE: per-sample index rows, (h) and (w) */
+} Geometry;
+
+/* dst[0:n] = the element at value, n times. */
+static void fill_elems(byte *dst, const byte *value, Py_ssize_t n, Py_ssize_t es) {
+    Py_ssize_t k;
+    switch (es) {
+    case 1: memset(dst, value[0], (size_t)n); break;
+    case 2: { uint16_t v; memcpy(&v, value, 2); for (k = 0; k < n; k++) ((uint16_t *)dst)[k] = v; break; }
+    case 4: { uint32_t v; memcpy(&v, value, 4); for (k = 0; k < n; k++) ((uint32_t *)dst)[k] = v; break; }
+    case 8: { uint64_t v; memcpy(&v, value, 8); for (k = 0; k < n; k++) ((uint64_t *)dst)[k] = v; break; }
+    default: for (k = 0; k < n; k++) memcpy(dst + k * es, value, (size_t)es);
+    }
+}
+
+/* dst[k] = row[idx[k]] for k < n. */
+static void gather_elems(byte *dst, const byte *row, const int64_t *idx, Py_ssize_t n,
+                         Py_ssize_t es) {
+    Py_ssize_t k;
+    switch (es) {
+    case 1: for (k = 0; k < n; k++) dst[k] = row[idx[k]]; break;
+    case 2: for (k = 0; k < n; k++) ((uint16_t *)dst)[k] = ((const uint16_t *)row)[idx[k]]; break;
+    case 4: for (k = 0; k < n; k++) ((uint32_t *)dst)[k] = ((const uint32_t *)row)[idx[k]]; break;
+    case 8: for (k = 0; k < n; k++) ((uint64_t *)dst)[k] = ((const uint64_t *)row)[idx[k]]; break;
+    default: for (k = 0; k < n; k++) memcpy(dst + k * es, row + idx[k] * es, (size_t)es);
+    }
+}
+
+/* Nearest source index of each of the n positions of a box of length n over a source of
+ * length n_src (float32, like F.interpolate(mode="nearest") and _fast.resize_axes). */
+static void nearest_axis(int64_t *out, Py_ssize_t n, Py_ssize_t n_src) {
+    float scale = (float)n_src / (float)n;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        int64_t j = (int64_t)floorf((float)i * scale);
+        out[i] = j < n_src - 1 ? j : n_src - 1;
+    }
+}
+
+/* Write one sample: dst (C, H, W) from own (C, H, W) outside the box (skipped when
+ * copy_own is 0: in place) and from src (C, Hs, Ws) / the fill value inside it. */
+static void one_sample(const Geometry *g, byte *dst, const byte *own, const byte *src,
+                       const int64_t *box, int copy_own) {
+    Py_ssize_t x1 = box[0], y1 = box[1], x2 = box[2], y2 = box[3];
+    Py_ssize_t h = g->h, w = g->w, es = g->es, row = w * es, plane = h * row;
+    Py_ssize_t splane = g->hs * g->ws * es;
+    int empty = x2 <= x1 || y2 <= y1;
+    if (empty) {
+        if (copy_own) memcpy(dst, own, (size_t)(g->c * plane));
+        return;
+    }
+    if (g->op == OP_RESIZE) {
+        nearest_axis(g->ry, y2 - y1, g->hs);
+        nearest_axis(g->rx, x2 - x1, g->ws);
+    }
+    Py_ssize_t left = x1 * es, mid = (x2 - x1) * es;
+    /* Small planes (in cache), paste and fill: copy the whole plane, then overwrite the box
+     * rows -- fewer,
+     * longer copies. Large planes: copy around the box so each byte is written once. */
+    int whole = copy_own && g->op != OP_RESIZE && plane <= (1 << 14);
+    for (Py_ssize_t ch = 0; ch < g->c; ch++) {
+        byte *d = dst + ch * plane;
+        const byte *o = own + ch * plane;
+        const byte *s = src ? src + ch * (g->op == OP_RESIZE ? splane : plane) : NULL;
+        if (whole) {
+            memcpy(d, o, (size_t)plane);
+        } else if (copy_own) {
+            memcpy(d, o, (size_t)(y1 * row));
+            memcpy(d + y2 * row, o + y2 * row, (size_t)((h - y2) * row));
+        }
+        for (Py_ssize_t r = y1; r < y2; r++) {
+            byte *dr = d + r * row;
+            if (copy_own && !whole) {
+                const byte *orow = o + r * row;
+                memcpy(dr, orow, (size_t)left);
+                memcpy(dr + left + mid, orow + left + mid, (size_t)(row - left - mid));
+            }
+            if (g->op == OP_PASTE)
+                memcpy(dr + left, s + r * row + left, (size_t)mid);
+            else if (g->op == OP_RESIZE)
+                gather_elems(dr + left, s + g->ry[r - y1] * g->ws * es, g->rx, x2 - x1, es);
+            else
+                fill_elems(dr + left, g->value, x2 - x1, es);
+        }
+    }
+}
+
+static int check_args(const int64_t *perm, const int64_t *boxes, Py_ssize_t b, Py_ssize_t h,
+                      Py_ssize_t w) {
+    for (Py_ssize_t i = 0; perm && i < b; i++) {
+        if (perm[i] < 0 || perm[i] >= b) {
+            PyErr_Format(PyExc_ValueError, "perm must hold indices in [0, %zd), got %lld at %zd",
+                         b, (long long)perm[i], i);
+            return -1;
+        }
+    }
+    for (Py_ssize_t i = 0; i < b; i++) {
+        const int64_t *q = boxes + 4 * i;
+        if (!(0 <= q[0] && q[0] <= q[2] && q[2] <= w && 0 <= q[1] && q[1] <= q[3] && q[3] <= h)) {
+            PyErr_Format(PyExc_ValueError,
+                         "boxes must satisfy 0 <= x1 <= x2 <= %zd and 0 <= y1 <= y2 <= %zd, got "
+                         "[%lld, %lld, %lld, %lld] at %zd",
+                         w, h, (long long)q[0], (long long)q[1], (long long)q[2],
+                         (long long)q[3], i);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* 1 if perm is a permutation of [0, b), 0 if not, -1 out of memory. */
+static int is_permutation(const int64_t *perm, Py_ssize_t b) {
+    byte *seen = calloc((size_t)b, 1);
+    if (!seen) return -1;
+    int ok = 1;
+    for (Py_ssize_t i = 0; i < b && ok; i++) {
+        if (seen[perm[i]]) ok = 0;
+        seen[perm[i]] = 1;
+    }
+    free(seen);
+    return ok;
+}
+
+/* The whole batch. Returns 0, or -1 when out of memory (GIL not held: no exception set). */
+static int run(Geometry *g, byte *dst, const byte *own, const byte *src, const int64_t *perm,
+               const int64_t *boxes, byte *scratch, Py_ssize_t b) {
+    Py_ssize_t sample = g->c * g->h * g->w * g->es;
+    Py_ssize_t ssample = g->c * g->hs * g->ws * g->es;
+    if (!(dst == own && src == own)) {
+        /* Out of place, or in place from a separate source / the fill value. */
+        for (Py_ssize_t i = 0; i < b; i++) {
+            Py_ssize_t s = perm ? perm[i] : i;
+            one_sample(g, dst + i * sample, own + i * sample, src ? src + s * ssample : NULL,
+                       boxes + 4 * i, dst != own);
+        }
+        return 0;
+    }
+    int perm_ok = perm ? is_permutation(perm, b) : 0;
+    if (perm_ok < 0) return -1;
+    if (!perm_ok) { /* a repeated partner (or none): read every source from a batch copy */
+        byte *copy = malloc((size_t)(b * sample));
+        if (!copy) return -1;
+        memcpy(copy, own, (size_t)(b * sample));
+        for (Py_ssize_t i = 0; i < b; i++)
+            one_sample(g, dst + i * sample, own + i * sample,
+                       copy + (perm ? perm[i] : i) * sample, boxes + 4 * i, 0);
+        free(copy);
+        return 0;
+    }
+    byte *seen = calloc((size_t)b, 1);
+    if (!seen) return -1;
+    for (Py_ssize_t start = 0; start < b; start++) {
+        if (seen[start]) continue;
+        Py_ssize_t i = start, last = start;
+        do { seen[i] = 1; last = i; i = perm[i]; } while (i != start);
+        memcpy(scratch, own + start * sample, (size_t)sample); /* read last, by `last` */
+        for (i = start; i != last; i = perm[i])
+            one_sample(g, dst + i * sample, own + i * sample, own + perm[i] * sample,
+                       boxes + 4 * i, 0);
+        one_sample(g, dst + last * sample, own + last * sample, scratch, boxes + 4 * last, 0);
+    }
+    free(seen);
+    return 0;
+}
+
+static PyObject *dispatch(Geometry *g, unsigned long long dst, unsigned long long own,
+                          unsigned long long src, unsigned long long perm,
+                          unsigned long long boxes, unsigned long long scratch, Py_ssize_t b) {
+    if (g->es <= 0 || g->c < 0 || g->h < 0 || g->w < 0 || b < 0) {
+        PyErr_SetString(PyExc_ValueError, "sizes must be non-negative and es positive");
+        return NULL;
+    }
+    const int64_t *p = (const int64_t *)(uintptr_t)perm;
+    const int64_t *bx = (const int64_t *)(uintptr_t)boxes;
+    if (check_args(p, bx, b, g->h, g->w) < 0) return NULL;
+    int64_t *axes = NULL;
+    if (g->op == OP_RESIZE) {
+        axes = malloc(sizeof(int64_t) * (size_t)(g->h + g->w + 2));
+        if (!axes) return PyErr_NoMemory();
+        g->ry = axes;
+        g->rx = axes + g->h + 1;
+    }
+    int rc;
+    Py_BEGIN_ALLOW_THREADS
+    rc = run(g, (byte *)(uintptr_t)dst, (const byte *)(uintptr_t)own,
+             (const byte *)(uintptr_t)src, p, bx, (byte *)(uintptr_t)scratch, b);
+    Py_END_ALLOW_THREADS
+    free(axes);
+    if (rc < 0) return PyErr_NoMemory();
+    Py_RETURN_NONE;
+}
+
+static PyObject *py_paste(PyObject *self, PyObject *args) {
+    unsigned long long dst, own, src, perm, boxes, scratch;
+    Py_ssize_t b;
+    Geometry g = {.op = OP_PASTE};
+    if (!PyArg_ParseTuple(args, "KKKKKKnnnnn", &dst, &own, &src, &perm, &boxes, &scratch, &b,
+                          &g.c, &g.h, &g.w, &g.es))
+        return NULL;
+    g.hs = g.h;
+    g.ws = g.w;
+    return dispatch(&g, dst, own, src, perm, boxes, scratch, b);
+}
+
+static PyObject *py_resize(PyObject *self, PyObject *args) {
+    unsigned long long dst, own, src, perm, boxes, scratch;
+    Py_ssize_t b;
+    Geometry g = {.op = OP_RESIZE};
+    if (!PyArg_ParseTuple(args, "KKKKKKnnnnnnn", &dst, &own, &src, &perm, &boxes, &scratch, &b,
+                          &g.c, &g.h, &g.w, &g.hs, &g.ws, &g.es))
+        return NULL;
+    if (g.hs <= 0 || g.ws <= 0) {
+        PyErr_SetString(PyExc_ValueError, "the source must have a positive height and width");
+        return NULL;
+    }
+    return dispatch(&g, dst, own, src, perm, boxes, scratch, b);
+}
+
+static PyObject *py_fill(PyObject *self, PyObject *args) {
+    unsigned long long dst, own, boxes, value;
+    Py_ssize_t b;
+    Geometry g = {.op = OP_FILL};
+    if (!PyArg_ParseTuple(args, "KKKKnnnnn", &dst, &own, &boxes, &value, &b, &g.c, &g.h, &g.w,
+                          &g.es))
+        return NULL;
+    g.hs = g.h;
+    g.ws = g.w;
+    g.value = (const byte *)(uintptr_t)value;
+    return dispatch(&g, dst, own, 0, 0, boxes, 0, b);
+}
+
+static PyMethodDef methods[] = {
+    {"paste", py_paste, METH_VARARGS,
+     "paste(dst, own, src, perm, boxes, scratch, B, C, H, W, es): box pixels from src[perm]."},
+    {"resize", py_resize, METH_VARARGS,
+     "resize(dst, own, src, perm, boxes, scratch, B, C, H, W, Hs, Ws, es): src[perm] resized "
+     "(nearest) into each box."},
+    {"fill", py_fill, METH_VARARGS,
+     "fill(dst, own, boxes, value, B, C, H, W, es): each box filled with one element."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "_native", "C kernels for mixkit's CPU box ops (optional).", -1,
+    methods,
+};
+
+PyMODINIT_FUNC PyInit__native(void) { return PyModule_Create(&module); }
