@@ -49,6 +49,7 @@ from mixkit.augment import (
     apply_masks,
 )
 from mixkit.markdown import replace_section
+from mixkit.ops import _fast
 
 __all__ = [
     "SIZES",
@@ -346,7 +347,10 @@ def render(
         'preallocated one, `inplace` overwrites the batch. Per-sample = `mode="elem"`. '
         "`lerp floor` is `torch.lerp` of the batch with a second batch (a scalar weight): the "
         "least memory traffic of any MixUp (two batches read, one written), the floor under "
-        "the MixUp rows. At 224x224 a box op in place touches only the box pixels.",
+        "the MixUp rows. At 224x224 a box op in place touches only the box pixels. With the "
+        "C box kernels on (`mixkit.ops._native`), CutMix, nearest ResizeMix, Cutout, "
+        "segcutmix's label maps and `recursive` (nearest) are one pass per sample in C; "
+        "MixUp, bilinear resizes and ClassMix masks run on the torch paths.",
         "",
         "| batch | op | mode | draw µs | apply µs | apply × clone | out= × clone "
         "| inplace × clone | apply GB/s |",
@@ -526,9 +530,10 @@ def machine_line(device: torch.device, threads: int) -> str:
                     break
     except OSError:
         pass
+    kernels = "on" if _fast.NATIVE else "off (torch paths)"
     return (
         f"{os.cpu_count()}-core CPU ({model}), torch {torch.__version__}, "
-        f"{threads} thread{'s' if threads != 1 else ''}"
+        f"{threads} thread{'s' if threads != 1 else ''}, C box kernels {kernels}"
     )
 
 
