@@ -292,12 +292,14 @@ def test_sample_by_sample_in_place_follows_the_cycles(dtype, pairing, monkeypatc
     boxes[4] = torch.tensor([0, 0, w, h])  # the whole image
     boxes[5] = torch.tensor([3, 4, 3, 9])  # empty
     lam = torch.rand(b, generator=torch.Generator().manual_seed(13))
+    mask = torch.rand(b, h, w, generator=torch.Generator().manual_seed(14)) < 0.5
     cases = [
         lambda t, **kw: ops.cutmix(t, boxes, perm, **kw),
         lambda t, **kw: ops.resizemix(t, boxes, perm, "nearest", **kw),
         lambda t, **kw: ops.resizemix(t, boxes, perm, "bilinear", **kw),
         lambda t, **kw: ops.cutout(t, boxes, 2.0, **kw),
         lambda t, **kw: ops.mixup(t, lam, perm, **kw),
+        lambda t, **kw: ops.mask_mix(t, mask, perm, **kw),
     ]
     monkeypatch.setattr(_fast, "NATIVE", False)
     refs = [f(x) for f in cases]  # the block path (samples below LOOP_BYTES)
@@ -344,7 +346,7 @@ def test_native_kernels_are_built_where_a_compiler_exists():
 )
 def test_native_kernels_move_bytes_of_every_element_size(dtype, monkeypatch):
     """The C kernels move elements of 1, 2, 4 and 8 bytes (int64 maps via apply_masks): the
-    same bytes as the torch paths, new / out= / in place, per-sample and shared boxes."""
+    same bytes as the torch paths, new / out= / in place, per-sample and shared boxes, masks."""
     require_native()
     b, h, w = 5, 9, 14
     x = make_images(b, h, w, torch.float64, seed=21).to(dtype)
@@ -354,6 +356,7 @@ def test_native_kernels_move_bytes_of_every_element_size(dtype, monkeypatch):
     boxes[2] = torch.tensor([5, 2, 5, 8])  # empty
     src = make_images(b, 4, 23, torch.float64, seed=23).to(dtype)  # any size (history)
     partner = x.flip(0).contiguous()
+    mask = torch.rand(b, h, w, generator=torch.Generator().manual_seed(26)) < 0.5
     cases = [
         lambda t, **kw: ops.cutmix(t, boxes, perm, **kw),
         lambda t, **kw: ops.cutmix(t, boxes[3:4].expand(b, 4), perm, **kw),
@@ -361,6 +364,7 @@ def test_native_kernels_move_bytes_of_every_element_size(dtype, monkeypatch):
         lambda t, **kw: ops.resize_paste(t, src, boxes, "nearest", **kw),
         lambda t, **kw: ops.paste_region(t, partner, boxes, **kw),
         lambda t, **kw: ops.cutout(t, boxes, 3.0, **kw),
+        lambda t, **kw: ops.mask_mix(t, mask, perm, **kw),
     ]
     monkeypatch.setattr(_fast, "NATIVE", False)
     refs = [f(x) for f in cases]

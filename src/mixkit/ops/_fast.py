@@ -19,11 +19,11 @@ blend) -- tests/test_fastpaths.py checks ``torch.equal`` against such a referenc
   or resizes only the box pixels; in place, samples are visited along the cycles of ``perm``
   so each reads a partner not yet overwritten, with only the region of each cycle's first
   sample saved (MixUp in place too): an in-place CutMix moves only the box bytes;
-- with the optional C kernels built (``mixkit.ops._native``, see setup.py), a box op on
-  contiguous CPU tensors (CutMix, nearest ResizeMix / RecursiveMix, Cutout, int label maps)
-  is one pass per sample: the pixels outside the box copied, the box pixels moved from the
-  partner (as they lie, or at nearest-resize indices) -- values are only moved, so any dtype
-  is exact; ``MIXKIT_NATIVE=0`` turns them off;
+- with the optional C kernels built (``mixkit.ops._native``, see setup.py), a box or mask
+  op on contiguous CPU tensors (CutMix, nearest ResizeMix / RecursiveMix, Cutout, ClassMix /
+  FMix masks, int label maps) is one pass per sample: the pixels outside the region copied,
+  the region's pixels moved from the partner (as they lie, or at nearest-resize indices) --
+  values are only moved, so any dtype is exact; ``MIXKIT_NATIVE=0`` turns them off;
 - box weights come from two small (B, H) / (B, W) indicator vectors (one broadcast product),
   ``arange`` vectors are cached per device;
 - ``out=`` writes into the caller's buffer and ``inplace=True`` into the images themselves
@@ -335,6 +335,19 @@ def native_box(
     return dst
 
 
+def native_mask(images: Tensor, dst: Tensor, mask: Tensor, perm: Tensor) -> Tensor:
+    """The C mask kernel: ``images[perm]`` where the (B, H, W) bool ``mask`` is set (the
+    caller checked ``native_ok`` and the mask). A perm out of range: ValueError."""
+    assert _native is not None
+    b, c, h, w = images.shape
+    m = mask.contiguous()
+    pm = _index(perm)
+    scratch = buffer("cycle", (images[0].numel(),), images.dtype, images.device)
+    ptrs = (dst.data_ptr(), images.data_ptr(), pm.data_ptr(), m.data_ptr(), scratch.data_ptr())
+    _native.mask(*ptrs, b, c, h, w, images.element_size())
+    return dst
+
+
 # ----------------------------------------------------------------------------- large samples
 def loop_ok(images: Tensor) -> bool:
     """Mix sample by sample: CPU samples of at least ``LOOP_BYTES`` (the per-sample dispatch
@@ -533,6 +546,14 @@ def fill_into(images: Tensor, dst: Tensor, boxes: Tensor, value: float) -> Tenso
 
 def mask_into(images: Tensor, dst: Tensor, mask: Tensor, perm: Tensor) -> Tensor:
     """Partner pixels where the (B, H, W) bool ``mask`` is True."""
+    b, _, h, w = images.shape
+    if (
+        native_ok(images, dst)
+        and mask.device.type == "cpu"
+        and mask.dtype == torch.bool
+        and mask.shape == (b, h, w)
+    ):
+        return native_mask(images, dst, mask, perm)
     weight = mask_weight(mask, images.dtype, images.device)
     return mix_blocks(images, dst, weight, True, partner_source(images, perm, dst))
 

@@ -1,9 +1,10 @@
-/* Optional C kernels behind the CPU box ops of mixkit.ops._fast (issue 6).
+/* Optional C kernels behind the CPU box and mask ops of mixkit.ops._fast (issue 6).
  *
  * One pass per sample over contiguous (B, C, H, W) tensors of any element size: the pixels
  * outside the box are copied from the sample itself (skipped in place), the box pixels come
  * from the source sample -- as they lie (CutMix), resized by nearest neighbour (ResizeMix,
- * RecursiveMix) or a constant (Cutout). Values are only moved, never computed, so the result
+ * RecursiveMix) or a constant (Cutout); a mask op (ClassMix, FMix) selects pixel by pixel
+ * with a (B, H, W) bool mask instead of a box. Values are only moved, never computed, so the result
  * is bit-identical to the torch reference whatever the dtype (tests/test_fastpaths.py).
  *
  * The nearest source index is the float32 formula of F.interpolate(mode="nearest"), as in
@@ -28,11 +29,13 @@
 
 typedef unsigned char byte;
 
-enum { OP_PASTE = 0, OP_RESIZE = 1, OP_FILL = 2 };
+enum { OP_PASTE = 0, OP_RESIZE = 1, OP_FILL = 2, OP_MASK = 3 };
 
 typedef struct {
     int op;
     Py_ssize_t c, h, w, hs, ws, es; /* channels, canvas, source size, element size */
+    const int64_t *boxes;           /* (B, 4) xyxy, exclusive ends (not OP_MASK) */
+    const byte *mask;               /* OP_MASK: (B, H, W) bool, 1 = take the partner */
     const byte *value;              /* OP_FILL: one element */
     int64_t *ry, *rx;               /* OP_RESIZE: per-sample index rows, (h) and (w) */
 } Geometry;
@@ -72,10 +75,52 @@ static void nearest_axis(int64_t *out, Py_ssize_t n, Py_ssize_t n_src) {
     }
 }
 
+/* dst[k] = m[k] ? src[k] : own[k] for k < n (own NULL: in place, only the taken ones). */
+#define SELECT(T)                                                                         \
+    do {                                                                                  \
+        T *d = (T *)dst;                                                                  \
+        const T *sv = (const T *)src, *ov = (const T *)own;                               \
+        if (ov)                                                                           \
+            for (k = 0; k < n; k++) d[k] = m[k] ? sv[k] : ov[k];                          \
+        else                                                                              \
+            for (k = 0; k < n; k++)                                                       \
+                if (m[k]) d[k] = sv[k];                                                   \
+    } while (0)
+
+static void select_elems(byte *dst, const byte *own, const byte *src, const byte *m,
+                         Py_ssize_t n, Py_ssize_t es) {
+    Py_ssize_t k;
+    switch (es) {
+    case 1: SELECT(uint8_t); break;
+    case 2: SELECT(uint16_t); break;
+    case 4: SELECT(uint32_t); break;
+    case 8: SELECT(uint64_t); break;
+    default:
+        for (k = 0; k < n; k++)
+            if (m[k]) memcpy(dst + k * es, src + k * es, (size_t)es);
+            else if (own) memcpy(dst + k * es, own + k * es, (size_t)es);
+    }
+}
+
+/* OP_MASK, one sample: every channel plane selected with the sample's (H, W) mask. */
+static void mask_sample(const Geometry *g, Py_ssize_t i, byte *dst, const byte *own,
+                        const byte *src, int copy_own) {
+    Py_ssize_t n = g->h * g->w, plane = n * g->es;
+    const byte *m = g->mask + i * n;
+    for (Py_ssize_t ch = 0; ch < g->c; ch++)
+        select_elems(dst + ch * plane, copy_own ? own + ch * plane : NULL, src + ch * plane, m,
+                     n, g->es);
+}
+
 /* Write one sample: dst (C, H, W) from own (C, H, W) outside the box (skipped when
  * copy_own is 0: in place) and from src (C, Hs, Ws) / the fill value inside it. */
-static void one_sample(const Geometry *g, byte *dst, const byte *own, const byte *src,
-                       const int64_t *box, int copy_own) {
+static void one_sample(const Geometry *g, Py_ssize_t i, byte *dst, const byte *own,
+                       const byte *src, int copy_own) {
+    if (g->op == OP_MASK) {
+        mask_sample(g, i, dst, own, src, copy_own);
+        return;
+    }
+    const int64_t *box = g->boxes + 4 * i;
     Py_ssize_t x1 = box[0], y1 = box[1], x2 = box[2], y2 = box[3];
     Py_ssize_t h = g->h, w = g->w, es = g->es, row = w * es, plane = h * row;
     Py_ssize_t splane = g->hs * g->ws * es;
@@ -129,7 +174,7 @@ static int check_args(const int64_t *perm, const int64_t *boxes, Py_ssize_t b, P
             return -1;
         }
     }
-    for (Py_ssize_t i = 0; i < b; i++) {
+    for (Py_ssize_t i = 0; boxes && i < b; i++) {
         const int64_t *q = boxes + 4 * i;
         if (!(0 <= q[0] && q[0] <= q[2] && q[2] <= w && 0 <= q[1] && q[1] <= q[3] && q[3] <= h)) {
             PyErr_Format(PyExc_ValueError,
@@ -158,15 +203,15 @@ static int is_permutation(const int64_t *perm, Py_ssize_t b) {
 
 /* The whole batch. Returns 0, or -1 when out of memory (GIL not held: no exception set). */
 static int run(Geometry *g, byte *dst, const byte *own, const byte *src, const int64_t *perm,
-               const int64_t *boxes, byte *scratch, Py_ssize_t b) {
+               byte *scratch, Py_ssize_t b) {
     Py_ssize_t sample = g->c * g->h * g->w * g->es;
     Py_ssize_t ssample = g->c * g->hs * g->ws * g->es;
     if (!(dst == own && src == own)) {
         /* Out of place, or in place from a separate source / the fill value. */
         for (Py_ssize_t i = 0; i < b; i++) {
             Py_ssize_t s = perm ? perm[i] : i;
-            one_sample(g, dst + i * sample, own + i * sample, src ? src + s * ssample : NULL,
-                       boxes + 4 * i, dst != own);
+            one_sample(g, i, dst + i * sample, own + i * sample,
+                       src ? src + s * ssample : NULL, dst != own);
         }
         return 0;
     }
@@ -177,8 +222,8 @@ static int run(Geometry *g, byte *dst, const byte *own, const byte *src, const i
         if (!copy) return -1;
         memcpy(copy, own, (size_t)(b * sample));
         for (Py_ssize_t i = 0; i < b; i++)
-            one_sample(g, dst + i * sample, own + i * sample,
-                       copy + (perm ? perm[i] : i) * sample, boxes + 4 * i, 0);
+            one_sample(g, i, dst + i * sample, own + i * sample,
+                       copy + (perm ? perm[i] : i) * sample, 0);
         free(copy);
         return 0;
     }
@@ -190,9 +235,8 @@ static int run(Geometry *g, byte *dst, const byte *own, const byte *src, const i
         do { seen[i] = 1; last = i; i = perm[i]; } while (i != start);
         memcpy(scratch, own + start * sample, (size_t)sample); /* read last, by `last` */
         for (i = start; i != last; i = perm[i])
-            one_sample(g, dst + i * sample, own + i * sample, own + perm[i] * sample,
-                       boxes + 4 * i, 0);
-        one_sample(g, dst + last * sample, own + last * sample, scratch, boxes + 4 * last, 0);
+            one_sample(g, i, dst + i * sample, own + i * sample, own + perm[i] * sample, 0);
+        one_sample(g, last, dst + last * sample, own + last * sample, scratch, 0);
     }
     free(seen);
     return 0;
@@ -208,6 +252,7 @@ static PyObject *dispatch(Geometry *g, unsigned long long dst, unsigned long lon
     const int64_t *p = (const int64_t *)(uintptr_t)perm;
     const int64_t *bx = (const int64_t *)(uintptr_t)boxes;
     if (check_args(p, bx, b, g->h, g->w) < 0) return NULL;
+    g->boxes = bx;
     int64_t *axes = NULL;
     if (g->op == OP_RESIZE) {
         axes = malloc(sizeof(int64_t) * (size_t)(g->h + g->w + 2));
@@ -218,7 +263,7 @@ static PyObject *dispatch(Geometry *g, unsigned long long dst, unsigned long lon
     int rc;
     Py_BEGIN_ALLOW_THREADS
     rc = run(g, (byte *)(uintptr_t)dst, (const byte *)(uintptr_t)own,
-             (const byte *)(uintptr_t)src, p, bx, (byte *)(uintptr_t)scratch, b);
+             (const byte *)(uintptr_t)src, p, (byte *)(uintptr_t)scratch, b);
     Py_END_ALLOW_THREADS
     free(axes);
     if (rc < 0) return PyErr_NoMemory();
@@ -264,6 +309,19 @@ static PyObject *py_fill(PyObject *self, PyObject *args) {
     return dispatch(&g, dst, own, 0, 0, boxes, 0, b);
 }
 
+static PyObject *py_mask(PyObject *self, PyObject *args) {
+    unsigned long long dst, own, perm, mask, scratch;
+    Py_ssize_t b;
+    Geometry g = {.op = OP_MASK};
+    if (!PyArg_ParseTuple(args, "KKKKKnnnnn", &dst, &own, &perm, &mask, &scratch, &b, &g.c,
+                          &g.h, &g.w, &g.es))
+        return NULL;
+    g.hs = g.h;
+    g.ws = g.w;
+    g.mask = (const byte *)(uintptr_t)mask;
+    return dispatch(&g, dst, own, own, perm, 0, scratch, b);
+}
+
 static PyMethodDef methods[] = {
     {"paste", py_paste, METH_VARARGS,
      "paste(dst, own, src, perm, boxes, scratch, B, C, H, W, es): box pixels from src[perm]."},
@@ -272,6 +330,9 @@ static PyMethodDef methods[] = {
      "(nearest) into each box."},
     {"fill", py_fill, METH_VARARGS,
      "fill(dst, own, boxes, value, B, C, H, W, es): each box filled with one element."},
+    {"mask", py_mask, METH_VARARGS,
+     "mask(dst, own, perm, mask, scratch, B, C, H, W, es): src[perm] where the (B, H, W) bool "
+     "mask is set."},
     {NULL, NULL, 0, NULL},
 };
 
