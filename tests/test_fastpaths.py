@@ -473,3 +473,30 @@ def test_bench_cases_render_and_section(tmp_path):
         bench.build_cases(["1x1"], torch.device("cpu"))
     with pytest.raises(ValueError, match="timer must be one of"):
         bench.measure([clone], 1, 1, 0.01, timer="gpu")
+
+
+def test_bench_peer_verdict_names_the_in_place_variant():
+    """mixkit/peer is read on the new-tensor call; when only ``inplace=True`` (timm's own
+    behaviour) reaches the target, the line says so instead of a bare met / NOT met."""
+
+    def case(op, mode, variant, impl, t):
+        return bench.Case("64x3x224x224", op, mode, variant, impl, lambda: None, [t])
+
+    def line(new, inplace):
+        cases = [
+            case("clone", "-", "new", "torch", 1.0),
+            case("cutmix", "elem", "forward", "mixkit", new),
+            case("cutmix", "elem", "forward inplace", "mixkit", inplace),
+            case("cutmix", "elem", "forward", "timm", 10.0),
+            case("cutmix", "batch", "forward", "torchvision", 20.0),
+        ]
+        return next(s for s in bench.targets_summary(cases) if "vs fastest peer" in s)
+
+    assert line(3.0, 2.0).endswith(
+        "(timm elem): mixkit/peer 0.30; inplace 0.20 (target <= 0.33: met)"
+    )
+    assert line(5.0, 3.0).endswith(
+        "mixkit/peer 0.50; inplace 0.30 (target <= 0.33: NOT met returning a new tensor; "
+        "met with inplace)"
+    )
+    assert line(5.0, 4.0).endswith("inplace 0.40 (target <= 0.33: NOT met)")
