@@ -146,6 +146,11 @@ def destination(images: Tensor, out: Tensor | None, inplace: bool) -> Tensor:
     return out
 
 
+def sample_numel(images: Tensor) -> int:
+    """Elements of one sample of a (B, ...) batch (``images[0].numel()`` without a view)."""
+    return math.prod(images.shape[1:])
+
+
 def copy_into(images: Tensor, dst: Tensor) -> Tensor:
     return dst if dst is images else dst.copy_(images)
 
@@ -229,7 +234,7 @@ def mix_blocks(
     per_sample = weight.shape[0] != 1
     # Integer blends work in float32 buffers: size the blocks by those.
     item = images.element_size() if images.is_floating_point() or select else 4
-    sample_bytes = images[0].numel() * item if b else 0
+    sample_bytes = sample_numel(images) * item
     spans = blocks(b, sample_bytes, images.device)
     if len(spans) == 1:  # the whole batch is one block: no slicing
         combine(images, source(0, b), weight, dst, select)
@@ -315,7 +320,7 @@ def native_box(
         return dst
     pm = None if perm is None else _index(perm)
     src = images if source is None else source
-    scratch = buffer("cycle", (src[0].numel(),), images.dtype, images.device)
+    scratch = buffer("cycle", (sample_numel(src),), images.dtype, images.device)
     args = (
         dst.data_ptr(),
         images.data_ptr(),
@@ -342,7 +347,7 @@ def native_mask(images: Tensor, dst: Tensor, mask: Tensor, perm: Tensor) -> Tens
     b, c, h, w = images.shape
     m = mask.contiguous()
     pm = _index(perm)
-    scratch = buffer("cycle", (images[0].numel(),), images.dtype, images.device)
+    scratch = buffer("cycle", (sample_numel(images),), images.dtype, images.device)
     ptrs = (dst.data_ptr(), images.data_ptr(), pm.data_ptr(), m.data_ptr(), scratch.data_ptr())
     _native.mask(*ptrs, b, c, h, w, images.element_size())
     return dst
@@ -355,7 +360,7 @@ def loop_ok(images: Tensor) -> bool:
     return (
         images.device.type == "cpu"
         and images.shape[0] > 0
-        and images[0].numel() * images.element_size() >= LOOP_BYTES
+        and sample_numel(images) * images.element_size() >= LOOP_BYTES
     )
 
 
@@ -447,7 +452,8 @@ def blend_dtype(lam_dtype: torch.dtype, images_dtype: torch.dtype) -> torch.dtyp
 
 def mixup_into(images: Tensor, dst: Tensor, lam: Tensor, perm: Tensor) -> Tensor:
     """MixUp ``lerp(x, x[perm], 1 - lam)`` into dst (weight in the reference dtypes)."""
-    weight = (1 - lam.to(blend_dtype(lam.dtype, images.dtype))).to(images.device)
+    # torch.rsub(t, 1) is 1 - t without Tensor.__rsub__'s Python wrapper.
+    weight = torch.rsub(lam.to(blend_dtype(lam.dtype, images.dtype)), 1).to(images.device)
     weight = weight.view(-1, 1, 1, 1).to(
         images.dtype if images.is_floating_point() else torch.float32
     )
@@ -462,6 +468,11 @@ def mixup_into(images: Tensor, dst: Tensor, lam: Tensor, perm: Tensor) -> Tensor
         res = per_sample(images, dst, perm, None, one, lambda i: (...,), prefill=False)
         if res is not None:
             return res
+    if images.is_floating_point() and dst is not images and not overlaps(dst, images):
+        # Gather the partners straight into dst, then lerp in place there (each element reads
+        # only its own position): no scratch buffer, two ops.
+        torch.index_select(images, 0, perm.to(images.device), out=dst)
+        return torch.lerp(images, dst, weight, out=dst)
     return mix_blocks(images, dst, weight, False, partner_source(images, perm, dst))
 
 
