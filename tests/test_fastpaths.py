@@ -382,8 +382,9 @@ def test_native_kernels_move_bytes_of_every_element_size(dtype, monkeypatch):
 
 
 def test_native_kernels_reject_bad_boxes_before_writing(monkeypatch):
-    """apply_images does not re-check MixParams boxes: the C kernel range-checks them (one
-    ValueError naming the box, nothing written) instead of reading out of bounds."""
+    """apply_images does not re-check MixParams boxes, perm or mask: the C kernels check
+    shapes and ranges (one ValueError naming the argument, nothing written) instead of
+    reading out of bounds."""
     require_native()
     monkeypatch.setattr(_fast, "NATIVE", True)
     x = make_images(3, 8, 8, torch.float32)
@@ -395,6 +396,16 @@ def test_native_kernels_reject_bad_boxes_before_writing(monkeypatch):
             with pytest.raises(ValueError, match=r"boxes must satisfy 0 <= x1 <= x2 <= 8 .* at 1"):
                 _fast.native_box(op, x, x, boxes, torch.tensor([1, 2, 0]), value=fill)
         assert torch.equal(x, before)
+    perm = torch.tensor([1, 2, 0])
+    with pytest.raises(ValueError, match=r"perm must have shape \(3,\), got \(2,\)"):
+        _fast.native_box("paste", x, x, boxes[:1].expand(3, 4), perm[:2])
+    with pytest.raises(ValueError, match=r"boxes must have shape \(3, 4\), got \(2, 4\)"):
+        _fast.native_box("resize", x, x, boxes[:2], perm)
+    with pytest.raises(ValueError, match=r"mask must be a bool tensor of shape \(3, 8, 8\)"):
+        _fast.native_mask(x, x, torch.ones(3, 8, 7, dtype=torch.bool), perm)
+    with pytest.raises(ValueError, match=r"perm must hold indices in \[0, 3\), got 3 at 0"):
+        _fast.native_mask(x, x, torch.ones(3, 8, 8, dtype=torch.bool), torch.tensor([3, 0, 1]))
+    assert torch.equal(x, before)
 
 
 def test_caller_masks_and_weights_are_not_modified():

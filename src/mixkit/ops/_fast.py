@@ -293,7 +293,11 @@ def native_ok(images: Tensor, dst: Tensor, source: Tensor | None = None) -> bool
     )
 
 
-def _index(t: Tensor) -> Tensor:
+def _index(t: Tensor, shape: tuple[int, ...], name: str) -> Tensor:
+    """An int64 contiguous CPU copy (or view) of ``t``, which must have ``shape`` (the C
+    kernels read exactly that many values)."""
+    if tuple(t.shape) != shape:
+        raise ValueError(f"{name} must have shape {shape}, got {tuple(t.shape)}")
     return t.to(device="cpu", dtype=torch.int64).contiguous()
 
 
@@ -311,14 +315,14 @@ def native_box(
     assert _native is not None
     b, c, h, w = images.shape
     es = images.element_size()
-    bx = _index(boxes)
+    bx = _index(boxes, (b, 4), "boxes")
     if op == "fill":
         assert value is not None
         _native.fill(
             dst.data_ptr(), images.data_ptr(), bx.data_ptr(), value.data_ptr(), b, c, h, w, es
         )
         return dst
-    pm = None if perm is None else _index(perm)
+    pm = None if perm is None else _index(perm, (b,), "perm")
     src = images if source is None else source
     scratch = buffer("cycle", (sample_numel(src),), images.dtype, images.device)
     args = (
@@ -345,8 +349,12 @@ def native_mask(images: Tensor, dst: Tensor, mask: Tensor, perm: Tensor) -> Tens
     caller checked ``native_ok`` and the mask). A perm out of range: ValueError."""
     assert _native is not None
     b, c, h, w = images.shape
-    m = mask.contiguous()
-    pm = _index(perm)
+    if mask.dtype != torch.bool or mask.shape != (b, h, w):
+        raise ValueError(
+            f"mask must be a bool tensor of shape {(b, h, w)}, got {mask.dtype} {tuple(mask.shape)}"
+        )
+    m = mask.to("cpu").contiguous()
+    pm = _index(perm, (b,), "perm")
     scratch = buffer("cycle", (sample_numel(images),), images.dtype, images.device)
     ptrs = (dst.data_ptr(), images.data_ptr(), pm.data_ptr(), m.data_ptr(), scratch.data_ptr())
     _native.mask(*ptrs, b, c, h, w, images.element_size())
@@ -557,13 +565,7 @@ def fill_into(images: Tensor, dst: Tensor, boxes: Tensor, value: float) -> Tenso
 
 def mask_into(images: Tensor, dst: Tensor, mask: Tensor, perm: Tensor) -> Tensor:
     """Partner pixels where the (B, H, W) bool ``mask`` is True."""
-    b, _, h, w = images.shape
-    if (
-        native_ok(images, dst)
-        and mask.device.type == "cpu"
-        and mask.dtype == torch.bool
-        and mask.shape == (b, h, w)
-    ):
+    if native_ok(images, dst):
         return native_mask(images, dst, mask, perm)
     weight = mask_weight(mask, images.dtype, images.device)
     return mix_blocks(images, dst, weight, True, partner_source(images, perm, dst))
