@@ -8,7 +8,11 @@ import sys
 
 from setuptools import Extension, setup
 
-flags = [] if sys.platform == "win32" else ["-O3", "-fno-fast-math", "-std=c99"]
+# -ffp-contract=off: the uint8 MixUp kernel must round each float32 product and sum like
+# torch's separate ops (no fused multiply-add).
+flags = (
+    [] if sys.platform == "win32" else ["-O3", "-std=c99", "-fno-fast-math", "-ffp-contract=off"]
+)
 setup(
     ext_modules=[
         Extension(

@@ -511,3 +511,22 @@ def test_bench_peer_verdict_names_the_in_place_variant():
         "met with inplace)"
     )
     assert line(5.0, 4.0).endswith("inplace 0.40 (target <= 0.33: NOT met)")
+
+
+def test_native_uint8_mixup_rounds_like_the_float32_reference(monkeypatch):
+    """The C uint8 MixUp computes round(x*(1-w) + p*w) in float32 with ties to even, as the
+    torch reference does: every (x, p) byte pair, weights with exact .5 ties and 0 / 1."""
+    require_native()
+    vals = torch.arange(256, dtype=torch.uint8)
+    own = vals.repeat_interleave(256).view(1, 1, 256, 256)  # x varies along rows
+    partner = vals.repeat(256).view(1, 1, 256, 256)  # p varies along columns
+    lam = torch.tensor([0.0, 1.0, 0.5, 0.25, 0.75, 0.3, 1 / 3, 0.999])
+    x = torch.cat([own, partner]).repeat(len(lam) // 2, 1, 1, 1)  # (8, 1, 256, 256)
+    perm = torch.arange(len(lam)).view(-1, 2).flip(1).reshape(-1)  # pairs (0,1), (2,3), ...
+    monkeypatch.setattr(_fast, "NATIVE", False)
+    ref = ops.mixup(x, lam, perm)
+    monkeypatch.setattr(_fast, "NATIVE", True)
+    assert_identical(ops.mixup(x, lam, perm), ref)
+    work = x.clone()
+    assert_identical(ops.mixup(work, lam, perm, inplace=True), ref)
+    assert ref[2, 0, 1, 2] == 2 and ref[2, 0, 0, 1] == 0  # 1.5 -> 2 and 0.5 -> 0: ties to even

@@ -361,6 +361,20 @@ def native_mask(images: Tensor, dst: Tensor, mask: Tensor, perm: Tensor) -> Tens
     return dst
 
 
+def native_blend(images: Tensor, dst: Tensor, weight: Tensor, perm: Tensor) -> Tensor:
+    """The C uint8 MixUp kernel: ``round(x*(1-w) + x[perm]*w)`` in float32 with the (B,)
+    partner weights ``w`` (the caller checked ``native_ok``)."""
+    assert _native is not None
+    b, c, h, w = images.shape
+    wt = _index(perm, (b,), "perm"), weight.to("cpu", torch.float32).contiguous().view(-1)
+    if wt[1].shape != (b,):
+        raise ValueError(f"weight must hold {b} values, got {tuple(weight.shape)}")
+    scratch = buffer("cycle", (sample_numel(images),), images.dtype, images.device)
+    ptrs = (dst.data_ptr(), images.data_ptr(), wt[0].data_ptr(), wt[1].data_ptr())
+    _native.blend(*ptrs, scratch.data_ptr(), b, c, h, w)
+    return dst
+
+
 # ----------------------------------------------------------------------------- large samples
 def loop_ok(images: Tensor) -> bool:
     """Mix sample by sample: CPU samples of at least ``LOOP_BYTES`` (the per-sample dispatch
@@ -476,6 +490,8 @@ def mixup_into(images: Tensor, dst: Tensor, lam: Tensor, perm: Tensor) -> Tensor
         res = per_sample(images, dst, perm, None, one, lambda i: (...,), prefill=False)
         if res is not None:
             return res
+    if images.dtype == torch.uint8 and native_ok(images, dst):
+        return native_blend(images, dst, weight, perm)
     if images.is_floating_point() and dst is not images and not overlaps(dst, images):
         # Gather the partners straight into dst, then lerp in place there (each element reads
         # only its own position): no scratch buffer, two ops.

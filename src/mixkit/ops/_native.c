@@ -29,7 +29,7 @@
 
 typedef unsigned char byte;
 
-enum { OP_PASTE = 0, OP_RESIZE = 1, OP_FILL = 2, OP_MASK = 3 };
+enum { OP_PASTE = 0, OP_RESIZE = 1, OP_FILL = 2, OP_MASK = 3, OP_BLEND = 4 };
 
 typedef struct {
     int op;
@@ -37,6 +37,7 @@ typedef struct {
     const int64_t *boxes;           /* (B, 4) xyxy, exclusive ends (not OP_MASK) */
     const byte *mask;               /* OP_MASK: (B, H, W) bool, 1 = take the partner */
     const byte *value;              /* OP_FILL: one element */
+    const float *weight;            /* OP_BLEND: (B,) partner weight w = 1 - lam */
     int64_t *ry, *rx;               /* OP_RESIZE: per-sample index rows, (h) and (w) */
 } Geometry;
 
@@ -127,12 +128,33 @@ static void mask_sample(const Geometry *g, Py_ssize_t i, byte *dst, const byte *
                      n, g->es);
 }
 
+/* OP_BLEND, one uint8 sample: the float32 reference of mixkit's integer MixUp,
+ * round(x * (1 - w) + p * w) clamped to [0, 255], each product and the sum rounded to float32
+ * as torch's separate mul_/add_ do (setup.py compiles with -ffp-contract=off: no FMA).
+ * Adding and subtracting 2^23 rounds a float in [0, 2^23) to the nearest integer, ties to
+ * even, like torch.round. In place (dst == own) each element is read before it is written. */
+static void blend_sample(const Geometry *g, Py_ssize_t i, byte *dst, const byte *own,
+                         const byte *src) {
+    const float w = g->weight[i], keep = 1.0f - w, magic = 8388608.0f;
+    Py_ssize_t n = g->c * g->h * g->w;
+    for (Py_ssize_t k = 0; k < n; k++) {
+        float a = (float)own[k] * keep, b = (float)src[k] * w; /* float32 each */
+        float r = ((a + b) + magic) - magic;
+        r = r < 0.0f ? 0.0f : (r > 255.0f ? 255.0f : r);
+        dst[k] = (byte)r;
+    }
+}
+
 /* Write one sample: dst (C, H, W) from own (C, H, W) outside the box (skipped when
  * copy_own is 0: in place) and from src (C, Hs, Ws) / the fill value inside it. */
 static void one_sample(const Geometry *g, Py_ssize_t i, byte *dst, const byte *own,
                        const byte *src, int copy_own) {
     if (g->op == OP_MASK) {
         mask_sample(g, i, dst, own, src, copy_own);
+        return;
+    }
+    if (g->op == OP_BLEND) {
+        blend_sample(g, i, dst, own, src);
         return;
     }
     const int64_t *box = g->boxes + 4 * i;
@@ -343,6 +365,20 @@ static PyObject *py_mask(PyObject *self, PyObject *args) {
     return dispatch(&g, dst, own, own, perm, 0, scratch, b);
 }
 
+static PyObject *py_blend(PyObject *self, PyObject *args) {
+    unsigned long long dst, own, perm, weight, scratch;
+    Py_ssize_t b;
+    Geometry g = {.op = OP_BLEND};
+    if (!PyArg_ParseTuple(args, "KKKKKnnnn", &dst, &own, &perm, &weight, &scratch, &b, &g.c,
+                          &g.h, &g.w))
+        return NULL;
+    g.es = 1;
+    g.hs = g.h;
+    g.ws = g.w;
+    g.weight = (const float *)(uintptr_t)weight;
+    return dispatch(&g, dst, own, own, perm, 0, scratch, b);
+}
+
 static PyMethodDef methods[] = {
     {"paste", py_paste, METH_VARARGS,
      "paste(dst, own, src, perm, boxes, scratch, B, C, H, W, es): box pixels from src[perm]."},
@@ -354,6 +390,9 @@ static PyMethodDef methods[] = {
     {"mask", py_mask, METH_VARARGS,
      "mask(dst, own, perm, mask, scratch, B, C, H, W, es): src[perm] where the (B, H, W) bool "
      "mask is set."},
+    {"blend", py_blend, METH_VARARGS,
+     "blend(dst, own, perm, weight, scratch, B, C, H, W): uint8 MixUp with (B,) float32 "
+     "partner weights."},
     {NULL, NULL, 0, NULL},
 };
 
