@@ -29,6 +29,14 @@
 
 typedef unsigned char byte;
 
+/* The element loops also get an AVX2 build, picked at load time by the CPU (GCC function
+ * multiversioning, x86-64 Linux only); AVX2 has no FMA, so results do not change. */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+#define VECTOR_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define VECTOR_CLONES
+#endif
+
 enum { OP_PASTE = 0, OP_RESIZE = 1, OP_FILL = 2, OP_MASK = 3, OP_BLEND = 4 };
 
 typedef struct {
@@ -103,6 +111,7 @@ static void nearest_axis(int64_t *out, Py_ssize_t n, Py_ssize_t n_src) {
                 if (m[k]) d[k] = sv[k];                                                   \
     } while (0)
 
+VECTOR_CLONES
 static void select_elems(byte *dst, const byte *own, const byte *src, const byte *m,
                          Py_ssize_t n, Py_ssize_t es) {
     Py_ssize_t k;
@@ -133,6 +142,7 @@ static void mask_sample(const Geometry *g, Py_ssize_t i, byte *dst, const byte *
  * as torch's separate mul_/add_ do (setup.py compiles with -ffp-contract=off: no FMA).
  * Adding and subtracting 2^23 rounds a float in [0, 2^23) to the nearest integer, ties to
  * even, like torch.round. In place (dst == own) each element is read before it is written. */
+VECTOR_CLONES
 static void blend_sample(const Geometry *g, Py_ssize_t i, byte *dst, const byte *own,
                          const byte *src) {
     const float w = g->weight[i], keep = 1.0f - w, magic = 8388608.0f;
