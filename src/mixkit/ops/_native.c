@@ -106,9 +106,8 @@ static void nearest_axis(int64_t *out, Py_ssize_t n, Py_ssize_t n_src) {
         const T *sv = (const T *)src, *ov = (const T *)own;                               \
         if (ov)                                                                           \
             for (k = 0; k < n; k++) d[k] = m[k] ? sv[k] : ov[k];                          \
-        else                                                                              \
-            for (k = 0; k < n; k++)                                                       \
-                if (m[k]) d[k] = sv[k];                                                   \
+        else /* in place: same form, so it vectorises too */                              \
+            for (k = 0; k < n; k++) d[k] = m[k] ? sv[k] : d[k];                           \
     } while (0)
 
 VECTOR_CLONES
@@ -143,10 +142,26 @@ static void mask_sample(const Geometry *g, Py_ssize_t i, byte *dst, const byte *
  * Adding and subtracting 2^23 rounds a float in [0, 2^23) to the nearest integer, ties to
  * even, like torch.round. In place (dst == own) each element is read before it is written. */
 VECTOR_CLONES
+static void blend_inplace(byte *restrict d, const byte *restrict src, Py_ssize_t n, float keep,
+                          float w) {
+    const float magic = 8388608.0f;
+    for (Py_ssize_t k = 0; k < n; k++) {
+        float a = (float)d[k] * keep, b = (float)src[k] * w;
+        float r = ((a + b) + magic) - magic;
+        r = r < 0.0f ? 0.0f : (r > 255.0f ? 255.0f : r);
+        d[k] = (byte)r;
+    }
+}
+
+VECTOR_CLONES
 static void blend_sample(const Geometry *g, Py_ssize_t i, byte *dst, const byte *own,
                          const byte *src) {
     const float w = g->weight[i], keep = 1.0f - w, magic = 8388608.0f;
     Py_ssize_t n = g->c * g->h * g->w;
+    if (dst == own) { /* in place: one pointer, so the loop is not versioned for aliasing */
+        blend_inplace(dst, src, n, keep, w);
+        return;
+    }
     for (Py_ssize_t k = 0; k < n; k++) {
         float a = (float)own[k] * keep, b = (float)src[k] * w; /* float32 each */
         float r = ((a + b) + magic) - magic;
