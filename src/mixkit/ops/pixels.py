@@ -28,6 +28,7 @@ __all__ = [
     "resizemix",
     "cutout",
     "mask_mix",
+    "native_kernels",
 ]
 
 
@@ -318,3 +319,12 @@ def mask_mix(
         )
     _check_perm(perm, b)
     return _fast.mask_into(images, _fast.destination(images, out, inplace), mask, perm)
+
+
+def native_kernels() -> bool:
+    """True when the optional C kernels are in use: CutMix / ``paste_region``, nearest
+    ResizeMix / ``resize_paste``, Cutout, ``mask_mix`` (ClassMix, FMix), integer label maps
+    and uint8 MixUp on contiguous CPU tensors. ``pip install`` builds them when a C compiler
+    is present; ``MIXKIT_NATIVE=0`` turns them off. Either way the results are the same bytes
+    (the pure-torch paths are the fallback)."""
+    return _fast.NATIVE
