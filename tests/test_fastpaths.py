@@ -109,6 +109,15 @@ def assert_identical(a: torch.Tensor, b: torch.Tensor) -> None:
     assert torch.equal(a, b), f"max diff {(a.double() - b.double()).abs().max()}"
 
 
+def assert_new_out_inplace(f, x: torch.Tensor, ref: torch.Tensor) -> None:
+    """``f(x)``, ``f(x, out=...)`` and ``f(copy, inplace=True)`` all give ``ref``."""
+    assert_identical(f(x), ref)
+    assert_identical(f(x, out=torch.full_like(x, 3)), ref)
+    work = x.clone()
+    assert f(work, inplace=True) is work
+    assert_identical(work, ref)
+
+
 def require_native() -> None:
     """The C kernels are built wherever a C compiler is (``test_native_kernels_are_built``);
     only an install without one may skip their cases."""
@@ -308,11 +317,7 @@ def test_sample_by_sample_in_place_follows_the_cycles(dtype, pairing, monkeypatc
         monkeypatch.setattr(_fast, "NATIVE", native)
         monkeypatch.setattr(_fast, "LOOP_BYTES", 0 if path == "loop" else 1 << 17)
         for f, ref in zip(cases, refs, strict=True):
-            assert_identical(f(x), ref)
-            assert_identical(f(x, out=torch.full_like(x, 3)), ref)
-            work = x.clone()
-            assert f(work, inplace=True) is work
-            assert_identical(work, ref)
+            assert_new_out_inplace(f, x, ref)
 
 
 @pytest.mark.parametrize("native", [False, True])
@@ -373,11 +378,7 @@ def test_native_kernels_move_bytes_of_every_element_size(dtype, monkeypatch):
     ref_maps = apply_masks(params, maps)
     monkeypatch.setattr(_fast, "NATIVE", True)
     for f, ref in zip(cases, refs, strict=True):
-        assert_identical(f(x), ref)
-        assert_identical(f(x, out=torch.full_like(x, 2)), ref)
-        work = x.clone()
-        assert f(work, inplace=True) is work
-        assert_identical(work, ref)
+        assert_new_out_inplace(f, x, ref)
     assert_identical(apply_masks(params, maps), ref_maps)
 
 
