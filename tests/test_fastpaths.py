@@ -531,3 +531,25 @@ def test_native_uint8_mixup_rounds_like_the_float32_reference(monkeypatch):
     work = x.clone()
     assert_identical(ops.mixup(work, lam, perm, inplace=True), ref)
     assert ref[2, 0, 1, 2] == 2 and ref[2, 0, 0, 1] == 0  # 1.5 -> 2 and 0.5 -> 0: ties to even
+
+
+@pytest.mark.parametrize("src_hw", [(13, 11), (7, 19), (40, 3), (1, 1)])
+def test_native_nearest_index_matches_for_every_box_size(src_hw, monkeypatch):
+    """The C nearest index (float32 scale, truncation as floor) equals the torch path's for
+    every box size on a 13x11 canvas, up- and down-sampling, at every offset's row/column."""
+    require_native()
+    h, w = 13, 11
+    sizes = [(bh, bw) for bh in range(1, h + 1) for bw in range(1, w + 1)]
+    g = torch.Generator().manual_seed(31)
+    boxes = []
+    for bh, bw in sizes:
+        y1 = int(torch.randint(0, h - bh + 1, (1,), generator=g))
+        x1 = int(torch.randint(0, w - bw + 1, (1,), generator=g))
+        boxes.append([x1, y1, x1 + bw, y1 + bh])
+    boxes = torch.tensor(boxes)
+    x = make_images(len(sizes), h, w, torch.float32, seed=32)
+    src = make_images(len(sizes), *src_hw, torch.float32, seed=33)
+    monkeypatch.setattr(_fast, "NATIVE", False)
+    ref = ops.resize_paste(x, src, boxes, "nearest")
+    monkeypatch.setattr(_fast, "NATIVE", True)
+    assert_identical(ops.resize_paste(x, src, boxes, "nearest"), ref)

@@ -8,7 +8,8 @@
  * is bit-identical to the torch reference whatever the dtype (tests/test_fastpaths.py).
  *
  * The nearest source index is the float32 formula of F.interpolate(mode="nearest"), as in
- * mixkit.ops._fast.resize_axes: min(floor(i * (float)in / (float)out), in - 1).
+ * mixkit.ops._fast.resize_axes: min(floor(i * (float)in / (float)out), in - 1); the product
+ * is >= 0, so the integer conversion's truncation is that floor (no libm call per index).
  *
  * In place with a partner from the same batch, the samples are visited along the cycles of
  * perm (each one reads a partner not yet overwritten); only each cycle's first sample is
@@ -22,7 +23,6 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
-#include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -94,7 +94,7 @@ static void gather_elems(byte *dst, const byte *row, const int64_t *idx, Py_ssiz
 static void nearest_axis(int64_t *out, Py_ssize_t n, Py_ssize_t n_src) {
     float scale = (float)n_src / (float)n;
     for (Py_ssize_t i = 0; i < n; i++) {
-        int64_t j = (int64_t)floorf((float)i * scale);
+        int64_t j = (int64_t)((float)i * scale); /* >= 0: truncation is floor */
         out[i] = j < n_src - 1 ? j : n_src - 1;
     }
 }
