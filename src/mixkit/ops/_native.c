@@ -99,15 +99,19 @@ static void nearest_axis(int64_t *out, Py_ssize_t n, Py_ssize_t n_src) {
     }
 }
 
-/* dst[k] = m[k] ? src[k] : own[k] for k < n (own NULL: in place, only the taken ones). */
+/* dst[k] = m[k] ? src[k] : own[k] for k < n (own NULL: in place, own = dst), as a bit
+ * select with an all-ones / zero mask from the 0/1 bool: both loads are unconditional, so the
+ * loop vectorises (a ternary on loads does not). */
 #define SELECT(T)                                                                         \
     do {                                                                                  \
         T *d = (T *)dst;                                                                  \
         const T *sv = (const T *)src, *ov = (const T *)own;                               \
         if (ov)                                                                           \
-            for (k = 0; k < n; k++) d[k] = m[k] ? sv[k] : ov[k];                          \
-        else /* in place: same form, so it vectorises too */                              \
-            for (k = 0; k < n; k++) d[k] = m[k] ? sv[k] : d[k];                           \
+            for (k = 0; k < n; k++)                                                       \
+                d[k] = ov[k] ^ ((ov[k] ^ sv[k]) & ((T)0 - (T)m[k]));                      \
+        else /* in place: d itself, so the loop needs no aliasing check against it */    \
+            for (k = 0; k < n; k++)                                                       \
+                d[k] = d[k] ^ ((d[k] ^ sv[k]) & ((T)0 - (T)m[k]));                        \
     } while (0)
 
 VECTOR_CLONES
