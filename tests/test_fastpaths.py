@@ -127,7 +127,7 @@ def require_native() -> None:
 
 @pytest.fixture(params=["native", "default", "tiny", "loop"])
 def block_bytes(request, monkeypatch):
-    """The C box kernels (``ops._native``); then, with them off, the torch paths: default
+    """The C kernels (``ops._native``); then, with them off, the torch paths: default
     blocks, one-to-two-sample blocks, and the sample-by-sample path that large (224x224)
     samples take (``LOOP_BYTES``)."""
     if request.param == "native":

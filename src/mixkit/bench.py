@@ -348,9 +348,9 @@ def render(
         "`lerp floor` is `torch.lerp` of the batch with a second batch (a scalar weight): the "
         "least memory traffic of any MixUp (two batches read, one written), the floor under "
         "the MixUp rows. At 224x224 a box op in place touches only the box pixels. With the "
-        "C box kernels on (`mixkit.ops._native`), CutMix, nearest ResizeMix, Cutout, "
-        "segcutmix's label maps and `recursive` (nearest) are one pass per sample in C; "
-        "MixUp, bilinear resizes and ClassMix masks run on the torch paths.",
+        "C kernels on (`mixkit.ops._native`), CutMix, nearest ResizeMix, Cutout, ClassMix "
+        "masks, segcutmix's label maps, `recursive` (nearest) and uint8 MixUp are one pass "
+        "per sample in C; float MixUp and bilinear resizes run on the torch paths.",
         "",
         "| batch | op | mode | draw µs | apply µs | apply × clone | out= × clone "
         "| inplace × clone | apply GB/s |",
@@ -539,7 +539,7 @@ def machine_line(device: torch.device, threads: int) -> str:
     kernels = "on" if _fast.NATIVE else "off (torch paths)"
     return (
         f"{os.cpu_count()}-core CPU ({model}), torch {torch.__version__}, "
-        f"{threads} thread{'s' if threads != 1 else ''}, C box kernels {kernels}"
+        f"{threads} thread{'s' if threads != 1 else ''}, C kernels {kernels}"
     )
 
 

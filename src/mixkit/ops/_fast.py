@@ -23,7 +23,9 @@ blend) -- tests/test_fastpaths.py checks ``torch.equal`` against such a referenc
   op on contiguous CPU tensors (CutMix, nearest ResizeMix / RecursiveMix, Cutout, ClassMix /
   FMix masks, int label maps) is one pass per sample: the pixels outside the region copied,
   the region's pixels moved from the partner (as they lie, or at nearest-resize indices) --
-  values are only moved, so any dtype is exact; ``MIXKIT_NATIVE=0`` turns them off;
+  values are only moved, so any dtype is exact; uint8 MixUp is one C pass computing the
+  float32 reference formula; ``MIXKIT_NATIVE=0`` turns them off;
+- float MixUp out of place gathers the partners into ``dst`` and lerps there (two ops);
 - box weights come from two small (B, H) / (B, W) indicator vectors (one broadcast product),
   ``arange`` vectors are cached per device;
 - ``out=`` writes into the caller's buffer and ``inplace=True`` into the images themselves
@@ -52,7 +54,7 @@ except ImportError:  # pragma: no cover - depends on the install
 
 __all__ = ["BLOCK_BYTES", "NATIVE", "clear_workspace"]
 
-# Use the C box kernels (tests switch this off to exercise the torch paths).
+# Use the C kernels (tests switch this off to exercise the torch paths).
 NATIVE = _native is not None and os.environ.get("MIXKIT_NATIVE", "1") != "0"
 
 # Bytes of images per block on the CPU: large enough that the per-block dispatch overhead is

@@ -4,8 +4,10 @@
  * outside the box are copied from the sample itself (skipped in place), the box pixels come
  * from the source sample -- as they lie (CutMix), resized by nearest neighbour (ResizeMix,
  * RecursiveMix) or a constant (Cutout); a mask op (ClassMix, FMix) selects pixel by pixel
- * with a (B, H, W) bool mask instead of a box. Values are only moved, never computed, so the result
- * is bit-identical to the torch reference whatever the dtype (tests/test_fastpaths.py).
+ * with a (B, H, W) bool mask instead of a box. Values are only moved, never computed, so the
+ * result is bit-identical to the torch reference whatever the dtype. The one computing kernel,
+ * uint8 MixUp, follows the float32 reference operation by operation (blend_sample). Both are
+ * compared byte for byte with the torch paths in tests/test_fastpaths.py.
  *
  * The nearest source index is the float32 formula of F.interpolate(mode="nearest"), as in
  * mixkit.ops._fast.resize_axes: min(floor(i * (float)in / (float)out), in - 1); the product
