@@ -281,6 +281,7 @@ def native_ok(images: Tensor, dst: Tensor, source: Tensor | None = None) -> bool
         NATIVE
         and images.device.type == "cpu"
         and images.numel() > 0
+        and images.element_size() in (1, 2, 4, 8)
         and images.is_contiguous()
         and dst.is_contiguous()
         and (dst is images or not overlaps(dst, images))

@@ -1,13 +1,14 @@
 /* Optional C kernels behind the CPU box and mask ops of mixkit.ops._fast (issue 6).
  *
- * One pass per sample over contiguous (B, C, H, W) tensors of any element size: the pixels
- * outside the box are copied from the sample itself (skipped in place), the box pixels come
- * from the source sample -- as they lie (CutMix), resized by nearest neighbour (ResizeMix,
- * RecursiveMix) or a constant (Cutout); a mask op (ClassMix, FMix) selects pixel by pixel
- * with a (B, H, W) bool mask instead of a box. Values are only moved, never computed, so the
- * result is bit-identical to the torch reference whatever the dtype. The one computing kernel,
- * uint8 MixUp, follows the float32 reference operation by operation (blend_sample). Both are
- * compared byte for byte with the torch paths in tests/test_fastpaths.py.
+ * One pass per sample over contiguous (B, C, H, W) tensors of 1, 2, 4 or 8-byte elements:
+ * the pixels outside the box are copied from the sample itself (skipped in place), the box
+ * pixels come from the source sample -- as they lie (CutMix), resized by nearest neighbour
+ * (ResizeMix, RecursiveMix) or a constant (Cutout); a mask op (ClassMix, FMix) selects
+ * pixel by pixel with a (B, H, W) bool mask instead of a box. Values are only moved, never
+ * computed, so the result is bit-identical to the torch reference whatever the dtype. The one
+ * computing kernel, uint8 MixUp, follows the float32 reference operation by operation
+ * (blend_sample). Both are compared byte for byte with the torch paths in
+ * tests/test_fastpaths.py.
  *
  * The nearest source index is the float32 formula of F.interpolate(mode="nearest"), as in
  * mixkit.ops._fast.resize_axes: min(floor(i * (float)in / (float)out), in - 1); the product
@@ -51,16 +52,27 @@ typedef struct {
     int64_t *ry, *rx;               /* OP_RESIZE: per-sample index rows, (h) and (w) */
 } Geometry;
 
+/* Run the element loop M(T) with the unsigned type T of the element size es (1, 2, 4 or 8
+ * bytes; dispatch() rejects any other): values are moved as raw bits. */
+#define BY_SIZE(es, M)                                                                    \
+    switch (es) {                                                                         \
+    case 1: M(uint8_t); break;                                                            \
+    case 2: M(uint16_t); break;                                                           \
+    case 4: M(uint32_t); break;                                                           \
+    default: M(uint64_t);                                                                 \
+    }
+
 /* dst[0:n] = the element at value, n times. */
+#define FILL(T)                                                                           \
+    do {                                                                                  \
+        T v;                                                                              \
+        memcpy(&v, value, sizeof(T));                                                     \
+        for (k = 0; k < n; k++) ((T *)dst)[k] = v;                                        \
+    } while (0)
+
 static void fill_elems(byte *dst, const byte *value, Py_ssize_t n, Py_ssize_t es) {
     Py_ssize_t k;
-    switch (es) {
-    case 1: memset(dst, value[0], (size_t)n); break;
-    case 2: { uint16_t v; memcpy(&v, value, 2); for (k = 0; k < n; k++) ((uint16_t *)dst)[k] = v; break; }
-    case 4: { uint32_t v; memcpy(&v, value, 4); for (k = 0; k < n; k++) ((uint32_t *)dst)[k] = v; break; }
-    case 8: { uint64_t v; memcpy(&v, value, 8); for (k = 0; k < n; k++) ((uint64_t *)dst)[k] = v; break; }
-    default: for (k = 0; k < n; k++) memcpy(dst + k * es, value, (size_t)es);
-    }
+    BY_SIZE(es, FILL)
 }
 
 /* dst[k] = row[idx[k]] for k < n; four loads before four stores (about 15 % faster than
@@ -82,13 +94,7 @@ static void fill_elems(byte *dst, const byte *value, Py_ssize_t n, Py_ssize_t es
 static void gather_elems(byte *dst, const byte *row, const int64_t *idx, Py_ssize_t n,
                          Py_ssize_t es) {
     Py_ssize_t k;
-    switch (es) {
-    case 1: GATHER(uint8_t); break;
-    case 2: GATHER(uint16_t); break;
-    case 4: GATHER(uint32_t); break;
-    case 8: GATHER(uint64_t); break;
-    default: for (k = 0; k < n; k++) memcpy(dst + k * es, row + idx[k] * es, (size_t)es);
-    }
+    BY_SIZE(es, GATHER)
 }
 
 /* Nearest source index of each of the n positions of a box of length n over a source of
@@ -120,16 +126,7 @@ VECTOR_CLONES
 static void select_elems(byte *dst, const byte *own, const byte *src, const byte *m,
                          Py_ssize_t n, Py_ssize_t es) {
     Py_ssize_t k;
-    switch (es) {
-    case 1: SELECT(uint8_t); break;
-    case 2: SELECT(uint16_t); break;
-    case 4: SELECT(uint32_t); break;
-    case 8: SELECT(uint64_t); break;
-    default:
-        for (k = 0; k < n; k++)
-            if (m[k]) memcpy(dst + k * es, src + k * es, (size_t)es);
-            else if (own) memcpy(dst + k * es, own + k * es, (size_t)es);
-    }
+    BY_SIZE(es, SELECT)
 }
 
 /* OP_MASK, one sample: every channel plane selected with the sample's (H, W) mask. */
@@ -319,8 +316,12 @@ static int run(Geometry *g, byte *dst, const byte *own, const byte *src, const i
 static PyObject *dispatch(Geometry *g, unsigned long long dst, unsigned long long own,
                           unsigned long long src, unsigned long long perm,
                           unsigned long long boxes, unsigned long long scratch, Py_ssize_t b) {
-    if (g->es <= 0 || g->c < 0 || g->h < 0 || g->w < 0 || b < 0) {
-        PyErr_SetString(PyExc_ValueError, "sizes must be non-negative and es positive");
+    if (g->c < 0 || g->h < 0 || g->w < 0 || b < 0) {
+        PyErr_SetString(PyExc_ValueError, "sizes must be non-negative");
+        return NULL;
+    }
+    if (g->es != 1 && g->es != 2 && g->es != 4 && g->es != 8) {
+        PyErr_Format(PyExc_ValueError, "element size must be 1, 2, 4 or 8 bytes, got %zd", g->es);
         return NULL;
     }
     const int64_t *p = (const int64_t *)(uintptr_t)perm;
