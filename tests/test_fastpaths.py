@@ -407,6 +407,11 @@ def test_native_kernels_reject_bad_boxes_before_writing(monkeypatch):
     with pytest.raises(ValueError, match=r"perm must hold indices in \[0, 3\), got 3 at 0"):
         _fast.native_mask(x, x, torch.ones(3, 8, 8, dtype=torch.bool), torch.tensor([3, 0, 1]))
     assert torch.equal(x, before)
+    bx, pm = boxes[:1].expand(3, 4).contiguous(), torch.tensor([1, 2, 0])
+    ptrs = (x.data_ptr(), x.data_ptr(), x.data_ptr(), pm.data_ptr(), bx.data_ptr(), 0)
+    with pytest.raises(ValueError, match="element size must be 1, 2, 4 or 8 bytes, got 3"):
+        _fast._native.paste(*ptrs, 3, 3, 8, 8, 3)
+    assert torch.equal(x, before)
 
 
 def test_caller_masks_and_weights_are_not_modified():
