@@ -304,6 +304,19 @@ def _index(t: Tensor, shape: tuple[int, ...], name: str) -> Tensor:
     return t.to(device="cpu", dtype=torch.int64).contiguous()
 
 
+def check_mask(mask: Tensor, shape: tuple[int, int, int]) -> None:
+    """A (B, H, W) bool region mask, else one ValueError (``ops.mask_mix``, the C kernel)."""
+    if mask.dtype != torch.bool or tuple(mask.shape) != shape:
+        raise ValueError(
+            f"mask must be a bool tensor of shape {shape}, got {mask.dtype} {tuple(mask.shape)}"
+        )
+
+
+def cycle_scratch(images: Tensor) -> Tensor:
+    """The C kernels' one-sample scratch (the saved first sample of each cycle in place)."""
+    return buffer("cycle", (sample_numel(images),), images.dtype, images.device)
+
+
 def native_box(
     op: str,
     images: Tensor,
@@ -327,7 +340,7 @@ def native_box(
         return dst
     pm = None if perm is None else _index(perm, (b,), "perm")
     src = images if source is None else source
-    scratch = buffer("cycle", (sample_numel(src),), images.dtype, images.device)
+    scratch = cycle_scratch(src)
     args = (
         dst.data_ptr(),
         images.data_ptr(),
@@ -352,13 +365,10 @@ def native_mask(images: Tensor, dst: Tensor, mask: Tensor, perm: Tensor) -> Tens
     caller checked ``native_ok`` and the mask). A perm out of range: ValueError."""
     assert _native is not None
     b, c, h, w = images.shape
-    if mask.dtype != torch.bool or mask.shape != (b, h, w):
-        raise ValueError(
-            f"mask must be a bool tensor of shape {(b, h, w)}, got {mask.dtype} {tuple(mask.shape)}"
-        )
+    check_mask(mask, (b, h, w))
     m = mask.to("cpu").contiguous()
     pm = _index(perm, (b,), "perm")
-    scratch = buffer("cycle", (sample_numel(images),), images.dtype, images.device)
+    scratch = cycle_scratch(images)
     ptrs = (dst.data_ptr(), images.data_ptr(), pm.data_ptr(), m.data_ptr(), scratch.data_ptr())
     _native.mask(*ptrs, b, c, h, w, images.element_size())
     return dst
@@ -369,12 +379,12 @@ def native_blend(images: Tensor, dst: Tensor, weight: Tensor, perm: Tensor) -> T
     partner weights ``w`` (the caller checked ``native_ok``)."""
     assert _native is not None
     b, c, h, w = images.shape
-    wt = _index(perm, (b,), "perm"), weight.to("cpu", torch.float32).contiguous().view(-1)
-    if wt[1].shape != (b,):
+    pm = _index(perm, (b,), "perm")
+    wt = weight.to("cpu", torch.float32).contiguous().view(-1)
+    if wt.shape != (b,):
         raise ValueError(f"weight must hold {b} values, got {tuple(weight.shape)}")
-    scratch = buffer("cycle", (sample_numel(images),), images.dtype, images.device)
-    ptrs = (dst.data_ptr(), images.data_ptr(), wt[0].data_ptr(), wt[1].data_ptr())
-    _native.blend(*ptrs, scratch.data_ptr(), b, c, h, w)
+    ptrs = (dst.data_ptr(), images.data_ptr(), pm.data_ptr(), wt.data_ptr())
+    _native.blend(*ptrs, cycle_scratch(images).data_ptr(), b, c, h, w)
     return dst
 
 

@@ -144,33 +144,22 @@ static void mask_sample(const Geometry *g, Py_ssize_t i, byte *dst, const byte *
  * as torch's separate mul_/add_ do (setup.py compiles with -ffp-contract=off: no FMA).
  * Adding and subtracting 2^23 rounds a float in [0, 2^23) to the nearest integer, ties to
  * even, like torch.round. In place (dst == own) each element is read before it is written. */
-VECTOR_CLONES
-static void blend_inplace(byte *restrict d, const byte *restrict src, Py_ssize_t n, float keep,
-                          float w) {
+static inline byte blend_px(byte x, byte p, float keep, float w) {
     const float magic = 8388608.0f;
-    for (Py_ssize_t k = 0; k < n; k++) {
-        float a = (float)d[k] * keep, b = (float)src[k] * w;
-        float r = ((a + b) + magic) - magic;
-        r = r < 0.0f ? 0.0f : (r > 255.0f ? 255.0f : r);
-        d[k] = (byte)r;
-    }
+    float a = (float)x * keep, b = (float)p * w; /* float32 each */
+    float r = ((a + b) + magic) - magic;
+    return (byte)(r < 0.0f ? 0.0f : (r > 255.0f ? 255.0f : r));
 }
 
 VECTOR_CLONES
 static void blend_sample(const Geometry *g, Py_ssize_t i, byte *dst, const byte *own,
                          const byte *src) {
-    const float w = g->weight[i], keep = 1.0f - w, magic = 8388608.0f;
+    const float w = g->weight[i], keep = 1.0f - w;
     Py_ssize_t n = g->c * g->h * g->w;
-    if (dst == own) { /* in place: one pointer, so the loop is not versioned for aliasing */
-        blend_inplace(dst, src, n, keep, w);
-        return;
-    }
-    for (Py_ssize_t k = 0; k < n; k++) {
-        float a = (float)own[k] * keep, b = (float)src[k] * w; /* float32 each */
-        float r = ((a + b) + magic) - magic;
-        r = r < 0.0f ? 0.0f : (r > 255.0f ? 255.0f : r);
-        dst[k] = (byte)r;
-    }
+    if (dst == own) /* in place: one pointer, so the loop is not versioned for aliasing */
+        for (Py_ssize_t k = 0; k < n; k++) dst[k] = blend_px(dst[k], src[k], keep, w);
+    else
+        for (Py_ssize_t k = 0; k < n; k++) dst[k] = blend_px(own[k], src[k], keep, w);
 }
 
 /* Write one sample: dst (C, H, W) from own (C, H, W) outside the box (skipped when
@@ -200,8 +189,8 @@ static void one_sample(const Geometry *g, Py_ssize_t i, byte *dst, const byte *o
     }
     Py_ssize_t left = x1 * es, mid = (x2 - x1) * es;
     /* Small planes (in cache), paste and fill: copy the whole plane, then overwrite the box
-     * rows -- fewer,
-     * longer copies. Large planes: copy around the box so each byte is written once. */
+     * rows -- fewer, longer copies. Large planes: copy around the box so each byte is
+     * written once. */
     int whole = copy_own && g->op != OP_RESIZE && plane <= (1 << 14);
     for (Py_ssize_t ch = 0; ch < g->c; ch++) {
         byte *d = dst + ch * plane;

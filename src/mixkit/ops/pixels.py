@@ -313,10 +313,7 @@ def mask_mix(
     """Take the partner's pixels where ``mask`` (B, H, W) bool is True (ClassMix, FMix)."""
     _check_images(images)
     b, _, h, w = images.shape
-    if mask.shape != (b, h, w) or mask.dtype != torch.bool:
-        raise ValueError(
-            f"mask must be a bool tensor of shape {(b, h, w)}, got {mask.dtype} {tuple(mask.shape)}"
-        )
+    _fast.check_mask(mask, (b, h, w))
     _check_perm(perm, b)
     return _fast.mask_into(images, _fast.destination(images, out, inplace), mask, perm)
 
