@@ -99,9 +99,16 @@ def ref_mix(params, x: torch.Tensor, fill: float | None) -> torch.Tensor:
         region.to(lam.dtype),
     )
     if x.is_floating_point():
-        return torch.lerp(x, source, weight.to(x.dtype))
+        return ref_lerp(x, source, weight)
     w32 = weight.float()
     return (x.float() * (1 - w32) + source.float() * w32).round().clamp(0, 255).to(x.dtype)
+
+
+def ref_lerp(x: torch.Tensor, p: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """The float blend reference: ATen's lerp formula, every op rounded in x's dtype."""
+    w = w.to(x.dtype)
+    d = p - x
+    return torch.where(w < 0.5, x + w * d, p - d * (1 - w))
 
 
 def assert_identical(a: torch.Tensor, b: torch.Tensor) -> None:
@@ -125,14 +132,17 @@ def require_native() -> None:
         pytest.skip("mixkit.ops._native was not built (no C compiler at install)")
 
 
-@pytest.fixture(params=["native", "default", "tiny", "loop"])
+@pytest.fixture(params=["native", "stream", "default", "tiny", "loop"])
 def block_bytes(request, monkeypatch):
-    """The C kernels (``ops._native``); then, with them off, the torch paths: default
-    blocks, one-to-two-sample blocks, and the sample-by-sample path that large (224x224)
-    samples take (``LOOP_BYTES``)."""
-    if request.param == "native":
+    """The C kernels (``ops._native``), with plain and with non-temporal stores (the path of
+    large out-of-place outputs, ``STREAM_BYTES``); then, with them off, the torch paths:
+    default blocks, one-to-two-sample blocks, and the sample-by-sample path that large
+    (224x224) samples take (``LOOP_BYTES``)."""
+    if request.param in ("native", "stream"):
         require_native()
         monkeypatch.setattr(_fast, "NATIVE", True)
+        if request.param == "stream":
+            monkeypatch.setattr(_fast, "STREAM_BYTES", 1)
         return request.param
     monkeypatch.setattr(_fast, "NATIVE", False)
     if request.param == "tiny":
@@ -268,7 +278,7 @@ def test_ops_identical_to_reference(dtype, block_bytes):
     assert_identical(ops.mask_mix(x, mask, perm), torch.where(mask[:, None], partner, x))
     ref_w = (1 - lam.double() if dtype == torch.float64 else 1 - lam).view(-1, 1, 1, 1)
     if dtype.is_floating_point:
-        ref = torch.lerp(x, partner, ref_w.to(dtype))
+        ref = ref_lerp(x, partner, ref_w)
     else:
         ref = (x.float() * (1 - ref_w) + partner.float() * ref_w).round().clamp(0, 255).to(dtype)
     assert_identical(ops.mixup(x, lam, perm), ref)
@@ -278,7 +288,7 @@ def test_ops_identical_to_reference(dtype, block_bytes):
     assert_identical(ops.blend(x, partner, mask[0]), torch.where(mask[0], partner, x))  # (H, W)
     wf = torch.rand(b, 1, h, w, generator=g)
     if dtype.is_floating_point:
-        ref = torch.lerp(x, partner, wf.to(dtype))
+        ref = ref_lerp(x, partner, wf)
     else:
         ref = (x.float() * (1 - wf) + partner.float() * wf).round().clamp(0, 255).to(dtype)
     assert_identical(ops.blend(x, partner, wf), ref)
@@ -349,10 +359,13 @@ def test_native_kernels_are_built_where_a_compiler_exists():
 @pytest.mark.parametrize(
     "dtype", [torch.float16, torch.bfloat16, torch.float32, torch.float64, torch.uint8]
 )
-def test_native_kernels_move_bytes_of_every_element_size(dtype, monkeypatch):
+@pytest.mark.parametrize("stream", [False, True])
+def test_native_kernels_move_bytes_of_every_element_size(dtype, stream, monkeypatch):
     """The C kernels move elements of 1, 2, 4 and 8 bytes (int64 maps via apply_masks): the
-    same bytes as the torch paths, new / out= / in place, per-sample and shared boxes, masks."""
+    same bytes as the torch paths, new / out= / in place, per-sample and shared boxes, masks,
+    MixUp of the dtypes it takes; with plain and with non-temporal stores."""
     require_native()
+    monkeypatch.setattr(_fast, "STREAM_BYTES", 1 if stream else 1 << 62)
     b, h, w = 5, 9, 14
     x = make_images(b, h, w, torch.float64, seed=21).to(dtype)
     perm = torch.tensor([3, 0, 4, 1, 2])
@@ -370,7 +383,9 @@ def test_native_kernels_move_bytes_of_every_element_size(dtype, monkeypatch):
         lambda t, **kw: ops.paste_region(t, partner, boxes, **kw),
         lambda t, **kw: ops.cutout(t, boxes, 3.0, **kw),
         lambda t, **kw: ops.mask_mix(t, mask, perm, **kw),
+        lambda t, **kw: ops.mixup(t, lam, perm, **kw),
     ]
+    lam = torch.tensor([0.0, 1.0, 0.5, 0.3, 0.8], dtype=torch.float64)
     monkeypatch.setattr(_fast, "NATIVE", False)
     refs = [f(x) for f in cases]
     maps = torch.randint(0, 9, (b, h, w), generator=torch.Generator().manual_seed(24))
@@ -410,7 +425,13 @@ def test_native_kernels_reject_bad_boxes_before_writing(monkeypatch):
     bx, pm = boxes[:1].expand(3, 4).contiguous(), torch.tensor([1, 2, 0])
     ptrs = (x.data_ptr(), x.data_ptr(), x.data_ptr(), pm.data_ptr(), bx.data_ptr(), 0)
     with pytest.raises(ValueError, match="element size must be 1, 2, 4 or 8 bytes, got 3"):
-        _fast._native.paste(*ptrs, 3, 3, 8, 8, 3)
+        _fast._native.paste(*ptrs, 3, 3, 8, 8, 3, False)
+    wt = torch.full((3,), 0.5)
+    blend_ptrs = (x.data_ptr(), x.data_ptr(), pm.data_ptr(), wt.data_ptr(), 0)
+    for es, floating in ((2, True), (4, False)):
+        msg = f"blend takes uint8 or float32 / float64 images, got element size {es}"
+        with pytest.raises(ValueError, match=msg):
+            _fast._native.blend(*blend_ptrs, 3, 3, 8, 8, es, floating, False)
     assert torch.equal(x, before)
 
 

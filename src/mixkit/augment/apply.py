@@ -51,7 +51,8 @@ def _mix(params: MixParams, x: Tensor, dst: Tensor, fill: float | None) -> Tenso
     Semantics (the plain reference, kept bit for bit by ``ops._fast``): region pixels -- the
     box of CROP/RESIZE/FILL samples, ``params.mask`` of MASK samples -- are taken from the
     partner ``x[perm]`` (RESIZE: the partner resized into the box, FILL: ``fill``); BLEND
-    samples are ``lerp(x, x[perm], 1 - lam)`` (integers: ``round(x*(1-w) + p*w)``).
+    samples are ``(1 - w)*x + w*x[perm]`` with ``w = 1 - lam`` (floats: ``_fast.lerp_exact``,
+    ATen's lerp formula with every op rounded; integers: ``round(x*(1-w) + p*w)``).
     """
     present = _present(params)
     if present <= {Kind.NONE}:

@@ -23,9 +23,13 @@ blend) -- tests/test_fastpaths.py checks ``torch.equal`` against such a referenc
   op on contiguous CPU tensors (CutMix, nearest ResizeMix / RecursiveMix, Cutout, ClassMix /
   FMix masks, int label maps) is one pass per sample: the pixels outside the region copied,
   the region's pixels moved from the partner (as they lie, or at nearest-resize indices) --
-  values are only moved, so any dtype is exact; uint8 MixUp is one C pass computing the
-  float32 reference formula; ``MIXKIT_NATIVE=0`` turns them off;
-- float MixUp out of place gathers the partners into ``dst`` and lerps there (two ops);
+  values are only moved, so any dtype is exact; MixUp of float32 / float64 / uint8 images is
+  one C pass computing the reference formula (``lerp_exact``, uint8 its float32 formula);
+  out-of-place outputs of at least ``STREAM_BYTES`` are written with non-temporal stores;
+  ``MIXKIT_NATIVE=0`` turns them off;
+- float blends (MixUp) are ``lerp_exact``: ATen's lerp formula with every op rounded, the
+  same bytes on every CPU and from the C kernel (``torch.lerp`` fuses an FMA where the CPU
+  has one);
 - box weights come from two small (B, H) / (B, W) indicator vectors (one broadcast product),
   ``arange`` vectors are cached per device;
 - ``out=`` writes into the caller's buffer and ``inplace=True`` into the images themselves
@@ -64,6 +68,11 @@ BLOCK_BYTES = 1 << 21
 
 # Samples of at least this many bytes are mixed one by one on the CPU (``per_sample``).
 LOOP_BYTES = 1 << 17
+
+# Out-of-place outputs of at least this many bytes are written by the C kernels with
+# non-temporal stores (no read of each destination line before it is written; the output
+# does not stay in cache, so smaller batches, which the next op reads from cache, are not).
+STREAM_BYTES = 1 << 24
 
 # Scratch tensors larger than this are allocated per call instead of kept.
 MAX_CACHED_BYTES = 1 << 28
@@ -197,13 +206,17 @@ def mask_weight(mask: Tensor, dtype: torch.dtype, device: torch.device) -> Tenso
 def combine(x: Tensor, src: Tensor | float, w: Tensor, dst: Tensor, select: bool) -> None:
     """``dst = x`` where w == 0 and ``src`` where w selects; a float ``w`` blends.
 
-    Float x: ``torch.lerp``. Integer x with ``select``: bit select with the all-ones mask w.
-    Integer x blended: the reference formula ``round(x*(1-w) + src*w)`` in float32.
+    Float x: selected with ``torch.lerp`` and the 0/1 weight (exact for finite values),
+    blended with ``lerp_exact``. Integer x with ``select``: bit select with the all-ones
+    mask w. Integer x blended: ``round(x*(1-w) + src*w)`` in float32.
     """
     if x.is_floating_point():
         if not isinstance(src, Tensor):
             src = torch.tensor(src, dtype=x.dtype, device=x.device)
-        torch.lerp(x, src, w, out=dst)
+        if select:
+            torch.lerp(x, src, w, out=dst)
+        else:
+            lerp_exact(x, src, w, dst)
         return
     if select:
         if not isinstance(src, Tensor):
@@ -223,6 +236,29 @@ def combine(x: Tensor, src: Tensor | float, w: Tensor, dst: Tensor, select: bool
     xf.copy_(x).mul_(1 - wf)
     pf.copy_(src).mul_(wf)
     dst.copy_(xf.add_(pf).round_().clamp_(0, 255))
+
+
+def lerp_exact(x: Tensor, src: Tensor, w: Tensor, dst: Tensor) -> Tensor:
+    """Float blend ``(1 - w)*x + w*src`` into ``dst`` (which may be ``x``): ATen's lerp formula
+    (aten/src/ATen/native/Lerp.h) ``w < 0.5 ? x + w*(src - x) : src - (src - x)*(1 - w)``
+    with the difference, the product and the sum each rounded in x's dtype (torch.lerp's
+    vector kernels fuse the last two into an FMA on CPUs that have one, so its bytes depend
+    on the CPU; these do not, and the C MixUp kernel computes the same). w = 0 gives x and
+    w = 1 gives src exactly (finite values); ``w`` broadcasts against x."""
+    w = w.to(x.dtype)
+    small = w < 0.5
+    # (base, coeff) = (x, w) or (src, w - 1): src + (src - x)*(w - 1) has the roundings of
+    # src - (src - x)*(1 - w) (negation is exact).
+    coeff = torch.where(small, w, w - 1)
+    diff = torch.sub(src, x)
+    diff.mul_(coeff)
+    if small.device.type == "cpu" and bool(small.all()):  # no device sync on CUDA
+        base = x
+    elif small.device.type == "cpu" and not bool(small.any()):
+        base = src
+    else:
+        base = torch.where(small, x, src)
+    return torch.add(base, diff, out=dst)
 
 
 def mix_blocks(
@@ -317,6 +353,12 @@ def cycle_scratch(images: Tensor) -> Tensor:
     return buffer("cycle", (sample_numel(images),), images.dtype, images.device)
 
 
+def streamed(images: Tensor, dst: Tensor) -> bool:
+    """The C kernels write ``dst`` with non-temporal stores: out of place, at least
+    ``STREAM_BYTES``."""
+    return dst is not images and dst.numel() * dst.element_size() >= STREAM_BYTES
+
+
 def native_box(
     op: str,
     images: Tensor,
@@ -334,9 +376,8 @@ def native_box(
     bx = _index(boxes, (b, 4), "boxes")
     if op == "fill":
         assert value is not None
-        _native.fill(
-            dst.data_ptr(), images.data_ptr(), bx.data_ptr(), value.data_ptr(), b, c, h, w, es
-        )
+        ptrs = (dst.data_ptr(), images.data_ptr(), bx.data_ptr(), value.data_ptr())
+        _native.fill(*ptrs, b, c, h, w, es, streamed(images, dst))
         return dst
     pm = None if perm is None else _index(perm, (b,), "perm")
     src = images if source is None else source
@@ -354,9 +395,9 @@ def native_box(
         w,
     )
     if op == "paste":
-        _native.paste(*args, es)
+        _native.paste(*args, es, streamed(images, dst))
     else:
-        _native.resize(*args, *src.shape[-2:], es)
+        _native.resize(*args, *src.shape[-2:], es, streamed(images, dst))
     return dst
 
 
@@ -374,17 +415,25 @@ def native_mask(images: Tensor, dst: Tensor, mask: Tensor, perm: Tensor) -> Tens
     return dst
 
 
+BLEND_DTYPES = (torch.uint8, torch.float32, torch.float64)
+
+
 def native_blend(images: Tensor, dst: Tensor, weight: Tensor, perm: Tensor) -> Tensor:
-    """The C uint8 MixUp kernel: ``round(x*(1-w) + x[perm]*w)`` in float32 with the (B,)
-    partner weights ``w`` (the caller checked ``native_ok``)."""
+    """The C MixUp kernel with the (B,) partner weights ``w``: float32 / float64 images
+    ``lerp_exact(x, x[perm], w)``, uint8 images ``round(x*(1-w) + x[perm]*w)`` in float32
+    (the caller checked ``native_ok`` and ``images.dtype in BLEND_DTYPES``)."""
     assert _native is not None
     b, c, h, w = images.shape
     pm = _index(perm, (b,), "perm")
-    wt = weight.to("cpu", torch.float32).contiguous().view(-1)
+    floating = images.is_floating_point()
+    wt = weight.to("cpu", images.dtype if floating else torch.float32).contiguous().view(-1)
     if wt.shape != (b,):
         raise ValueError(f"weight must hold {b} values, got {tuple(weight.shape)}")
     ptrs = (dst.data_ptr(), images.data_ptr(), pm.data_ptr(), wt.data_ptr())
-    _native.blend(*ptrs, cycle_scratch(images).data_ptr(), b, c, h, w)
+    es = images.element_size()
+    _native.blend(
+        *ptrs, cycle_scratch(images).data_ptr(), b, c, h, w, es, floating, streamed(images, dst)
+    )
     return dst
 
 
@@ -492,24 +541,19 @@ def mixup_into(images: Tensor, dst: Tensor, lam: Tensor, perm: Tensor) -> Tensor
     weight = weight.view(-1, 1, 1, 1).to(
         images.dtype if images.is_floating_point() else torch.float32
     )
+    if images.dtype in BLEND_DTYPES and native_ok(images, dst):
+        return native_blend(images, dst, weight, perm)
     if images.is_floating_point() and loop_ok(images):
-        # Large samples: one lerp per sample reading the partner where it lies (no partner
+        # Large samples: one blend per sample reading the partner where it lies (no partner
         # copy); in place along the cycles of perm, no full-batch partner snapshot.
         flat = weight.view(-1)
 
         def one(i: int, own: Tensor, out: Tensor, src: Tensor) -> None:
-            torch.lerp(own, src, flat[i], out=out)
+            lerp_exact(own, src, flat[i], out)
 
         res = per_sample(images, dst, perm, None, one, lambda i: (...,), prefill=False)
         if res is not None:
             return res
-    if images.dtype == torch.uint8 and native_ok(images, dst):
-        return native_blend(images, dst, weight, perm)
-    if images.is_floating_point() and dst is not images and not overlaps(dst, images):
-        # Gather the partners straight into dst, then lerp in place there (each element reads
-        # only its own position): no scratch buffer, two ops.
-        torch.index_select(images, 0, perm.to(images.device), out=dst)
-        return torch.lerp(images, dst, weight, out=dst)
     return mix_blocks(images, dst, weight, False, partner_source(images, perm, dst))
 
 

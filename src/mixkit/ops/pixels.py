@@ -95,7 +95,9 @@ def blend(
 
     A boolean weight selects pixels (exact copy of ``source`` cast to images' dtype; for float
     images through ``lerp`` with a 0/1 weight, exact for finite values); a float weight
-    interpolates (``torch.lerp``; uint8: ``round(x*(1-w) + s*w)`` in float32).
+    interpolates (ATen's lerp formula ``w < 0.5 ? x + w*(s - x) : s - (s - x)*(1 - w)`` with
+    every op rounded in the images' dtype, so the bytes do not depend on the CPU's FMA;
+    uint8: ``round(x*(1-w) + s*w)`` in float32).
     """
     dst = _fast.destination(images, out, inplace)
     w = weight.to(images.device)
@@ -125,8 +127,9 @@ def mixup(
 ) -> Tensor:
     """MixUp (Zhang et al. 2018): ``lam[i]*x[i] + (1-lam[i])*x[perm[i]]``. (B,C,H,W) -> same.
 
-    Computed as ``torch.lerp(x, x[perm], 1 - lam)`` block by block without materialising
-    ``x[perm]`` (uint8: ``round(x*lam + x[perm]*(1-lam))`` in float32)."""
+    Computed with ``w = 1 - lam`` as ATen's lerp formula with every op rounded (see ``blend``;
+    one C pass per sample on the CPU), without materialising ``x[perm]`` (uint8:
+    ``round(x*(1-w) + x[perm]*w)`` in float32)."""
     _check_images(images)
     _check_batch_vector(lam, images.shape[0], "lam")
     if not bool(((lam >= 0) & (lam <= 1)).all()):
