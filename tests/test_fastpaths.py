@@ -520,11 +520,16 @@ def test_bench_peer_verdict_names_the_in_place_variant():
     def case(op, mode, variant, impl, t):
         return bench.Case("64x3x224x224", op, mode, variant, impl, lambda: None, [t])
 
-    def line(new, inplace):
+    def line(new, inplace, unchecked=None):
         cases = [
             case("clone", "-", "new", "torch", 1.0),
             case("cutmix", "elem", "forward", "mixkit", new),
             case("cutmix", "elem", "forward inplace", "mixkit", inplace),
+            *(
+                [case("cutmix", "elem", "forward unchecked", "mixkit", unchecked)]
+                if unchecked
+                else []
+            ),
             case("cutmix", "elem", "forward", "timm", 10.0),
             case("cutmix", "batch", "forward", "torchvision", 20.0),
         ]
@@ -538,6 +543,11 @@ def test_bench_peer_verdict_names_the_in_place_variant():
         "met with inplace)"
     )
     assert line(5.0, 4.0).endswith("inplace 0.40 (target <= 0.33: NOT met)")
+    assert line(5.0, 4.0, 3.0).endswith(
+        "inplace 0.40; inplace unchecked 0.30 (target <= 0.33: NOT met with the finite check; "
+        "met in place with check_finite=False)"
+    )
+    assert line(5.0, 4.0, 3.5).endswith("inplace unchecked 0.35 (target <= 0.33: NOT met)")
 
 
 def test_native_uint8_mixup_rounds_like_the_float32_reference(monkeypatch):
