@@ -23,6 +23,7 @@ import torch
 from mixkit import augment, ops
 from mixkit.augment import BoxBatch, ClassMix, CutMix, Cutout, FMix, MixUp, MixUpCutMix, ResizeMix
 from mixkit.cli import main
+from mixkit.ops import _fast
 from mixkit.train import atomic_save
 
 B, C, H, W = 4, 3, 8, 10
@@ -48,11 +49,21 @@ def _labels() -> torch.Tensor:
 class TestImages:
     @pytest.mark.parametrize("make", IMAGE_MIXERS)
     @pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
-    def test_non_finite_images_rejected(self, make, bad):
+    @pytest.mark.parametrize("stream", [False, True])
+    @pytest.mark.parametrize("variant", ["new", "out", "inplace"])
+    def test_non_finite_images_rejected(self, make, bad, stream, variant, monkeypatch):
+        """Rejected on every path, the images untouched: with ``stream`` the C MixUp checks
+        in its own pass (out of place), the other paths before mixing."""
+        if stream:
+            monkeypatch.setattr(_fast, "STREAM_BYTES", 1)
         x = _images()
         x[1, 0, 2, 3] = bad
+        before = x.clone()
+        kw = {"out": torch.empty_like(x)} if variant == "out" else {}
+        kw = {"inplace": True} if variant == "inplace" else kw
         with pytest.raises(ValueError, match="images hold NaN or Inf values; pass check_finite"):
-            make(generator=0)(x, _labels())
+            make(generator=0)(x, _labels(), **kw)
+        assert torch.equal(x.nan_to_num(), before.nan_to_num())
 
     @pytest.mark.parametrize("make", IMAGE_MIXERS)
     def test_check_finite_false_mixes_them(self, make):

@@ -431,7 +431,7 @@ def test_native_kernels_reject_bad_boxes_before_writing(monkeypatch):
     for es, floating in ((2, True), (4, False)):
         msg = f"blend takes uint8 or float32 / float64 images, got element size {es}"
         with pytest.raises(ValueError, match=msg):
-            _fast._native.blend(*blend_ptrs, 3, 3, 8, 8, es, floating, False)
+            _fast._native.blend(*blend_ptrs, 3, 3, 8, 8, es, floating, False, False)
     assert torch.equal(x, before)
 
 
@@ -567,6 +567,37 @@ def test_native_uint8_mixup_rounds_like_the_float32_reference(monkeypatch):
     work = x.clone()
     assert_identical(ops.mixup(work, lam, perm, inplace=True), ref)
     assert ref[2, 0, 1, 2] == 2 and ref[2, 0, 0, 1] == 0  # 1.5 -> 2 and 0.5 -> 0: ties to even
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_native_streamed_mixup_finds_every_non_finite_pixel(dtype, bad, monkeypatch):
+    """The streamed float MixUp checks its own pixels in the same pass: one NaN / Inf at any
+    position (scalar head, vector body, scalar tail; blend weights below and above 0.5) is
+    found, a finite batch passes, and the mix is the same as unchecked."""
+    require_native()
+    monkeypatch.setattr(_fast, "STREAM_BYTES", 1)
+    b, c, h, w = 3, 1, 7, 9  # 63 elements per sample: odd tails after the vectors
+
+    def misaligned(t: torch.Tensor) -> torch.Tensor:  # one element off the allocation
+        return torch.cat([t.view(-1)[:1], t.view(-1)])[1:].view(t.shape)
+
+    x = misaligned(make_images(b, h, w, torch.float64, seed=41).to(dtype))
+    perm = torch.tensor([2, 0, 1])
+    weight = torch.tensor([0.25, 0.75, 0.5], dtype=dtype)
+    ref = misaligned(torch.empty_like(x))
+    assert _fast.native_blend(x, ref, weight, perm, False) is True
+    out = misaligned(torch.empty_like(x))
+    assert _fast.native_blend(x, out, weight, perm, True) is True
+    assert_identical(out, ref)
+    assert_identical(ref, ref_lerp(x, x[perm], weight.view(-1, 1, 1, 1)))
+    for pos in range(x.numel()):
+        y = x.clone()
+        y.view(-1)[pos] = bad
+        assert _fast.native_blend(y, misaligned(torch.empty_like(y)), weight, perm, True) is False
+    ptrs = (x.data_ptr(), x.data_ptr(), perm.data_ptr(), weight.data_ptr())
+    with pytest.raises(ValueError, match="checks finiteness only when streaming float images"):
+        _fast._native.blend(*ptrs, 0, b, c, h, w, x.element_size(), True, True, True)
 
 
 @pytest.mark.parametrize("src_hw", [(13, 11), (7, 19), (40, 3), (1, 1)])

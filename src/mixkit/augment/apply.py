@@ -44,7 +44,9 @@ def _present(params: MixParams) -> set[int]:
     return set(params.kind.tolist())
 
 
-def _mix(params: MixParams, x: Tensor, dst: Tensor, fill: float | None) -> Tensor:
+def _mix(
+    params: MixParams, x: Tensor, dst: Tensor, fill: float | None, check_finite: bool = False
+) -> Tensor:
     """Write ``x`` (B, C, H, W) float/uint8 images, or (B, 1, H, W) integer maps, mixed with
     ``params`` into ``dst`` (which may be ``x``).
 
@@ -55,10 +57,13 @@ def _mix(params: MixParams, x: Tensor, dst: Tensor, fill: float | None) -> Tenso
     ATen's lerp formula with every op rounded; integers: ``round(x*(1-w) + p*w)``).
     """
     present = _present(params)
-    if present <= {Kind.NONE}:
+    kinds = present - {Kind.NONE}
+    fused = check_finite and kinds == {Kind.BLEND}  # MixUp checks in its own pass if it can
+    if check_finite and not fused:
+        _fast.check_finite_images(x)
+    if not kinds:
         return _fast.copy_into(x, dst)
     kind = params.kind
-    kinds = present - {Kind.NONE}
     gated = Kind.NONE in present
     if Kind.MASK in kinds and params.mask is None:
         raise ValueError("params.mask is required for MASK samples")
@@ -67,7 +72,7 @@ def _mix(params: MixParams, x: Tensor, dst: Tensor, fill: float | None) -> Tenso
         active = (kind == k) if gated else None
         if k == Kind.BLEND:
             lam = params.lam if active is None else torch.where(active, params.lam, 1.0)
-            return _fast.mixup_into(x, dst, lam, params.perm)
+            return _fast.mixup_into(x, dst, lam, params.perm, fused)
         if k == Kind.MASK:
             mask = params.mask if active is None else params.mask & active.view(-1, 1, 1)
             return _fast.mask_into(x, dst, mask, params.perm)
@@ -147,17 +152,20 @@ def apply_images(
     *,
     out: Tensor | None = None,
     inplace: bool = False,
+    check_finite: bool = False,
 ) -> Tensor:
     """Mix a batch of images (B, C, H, W) float or uint8 with ``params``.
 
     Returns a new tensor; with ``out=`` the result is written into that preallocated tensor
     (same shape, dtype, device) and with ``inplace=True`` into ``images`` itself -- no
     allocation after the first call (``ops._fast``). Otherwise the input is never modified.
+    ``check_finite``: ValueError when float images hold NaN or Inf, raised before the images
+    are modified (a streamed MixUp checks in its own pass; ``out`` may then hold the mix).
     """
     ops.pixels._check_images(images)
     params.check(images.shape[0], tuple(images.shape[-2:]))
     dst = _fast.destination(images, out, inplace)
-    return _mix(params, images, dst, params.fill)
+    return _mix(params, images, dst, params.fill, check_finite)
 
 
 def apply_targets(params: MixParams, targets: Tensor) -> Tensor:

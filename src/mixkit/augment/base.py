@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -12,6 +11,7 @@ from torch import Tensor
 from mixkit import ops
 from mixkit.augment.apply import BoxBatch, apply_boxes, apply_images, apply_masks, apply_targets
 from mixkit.augment.params import Kind, MixParams
+from mixkit.ops._fast import NONFINITE, all_finite
 
 __all__ = ["MODES", "Mixed", "MixTransform", "Region", "make_generator"]
 
@@ -41,18 +41,6 @@ class Region:
     lam: Tensor  # (n,) float64 exact kept fraction
     boxes: Tensor | None = None  # (n, 4) int64
     mask: Tensor | None = None  # (n, H, W) bool
-
-
-def all_finite(t: Tensor) -> bool:
-    """True when the float tensor holds no NaN/Inf. One reduction pass, no allocation: a
-    finite sum implies finite elements (NaN/Inf propagate); only a non-finite sum (an Inf/NaN,
-    or an overflow of huge values) pays the exact elementwise check."""
-    acc = torch.float64 if t.dtype == torch.float64 else torch.float32
-    # math.isfinite on the Python float: torch.isfinite of a 0-dim tensor is a composite of
-    # several ops (~25 us on a 2-core CPU), the float check is ~0.5 us.
-    if math.isfinite(t.sum(dtype=acc).item()):
-        return True
-    return bool(torch.isfinite(t).all())
 
 
 def make_generator(generator: torch.Generator | int | None) -> torch.Generator | None:
@@ -230,10 +218,14 @@ class MixTransform(torch.nn.Module):
         ``out=`` writes the mixed images into a preallocated tensor (same shape, dtype and
         device as images); ``inplace=True`` overwrites ``images`` (zero extra allocation once
         the per-thread scratch exists). By default the inputs are never modified."""
-        self._check_inputs(params, images=images, labels=labels, masks=masks)
+        self._check_inputs(params, finite_later=True, images=images, labels=labels, masks=masks)
         mixed_images = None
         if images is not None:  # out=: preallocated result; inplace: overwrite images
-            mixed_images = apply_images(params, images, out=out, inplace=inplace)
+            # The images' finite check runs in apply_images (fused into a streamed MixUp).
+            check = self.check_finite
+            mixed_images = apply_images(
+                params, images, out=out, inplace=inplace, check_finite=check
+            )
         mixed_labels = None
         if labels is not None:
             mixed_labels = apply_targets(params, self._as_targets(labels, images))
@@ -243,9 +235,12 @@ class MixTransform(torch.nn.Module):
             mixed_boxes = apply_boxes(params, BoxBatch(*boxes), self.min_visibility)
         return Mixed(mixed_images, mixed_labels, mixed_masks, mixed_boxes, params)
 
-    def _check_inputs(self, params: MixParams, **tensors: Tensor | None) -> None:
+    def _check_inputs(
+        self, params: MixParams, *, finite_later: bool = False, **tensors: Tensor | None
+    ) -> None:
         """Each given tensor has the params' batch size; float images/masks are finite
-        (unless ``check_finite=False``). Raises ValueError naming the argument."""
+        (unless ``check_finite=False``; ``finite_later``: apply_images checks the images).
+        Raises ValueError naming the argument."""
         b = params.batch_size
         for name, t in tensors.items():
             if t is None:
@@ -253,11 +248,10 @@ class MixTransform(torch.nn.Module):
             if not isinstance(t, Tensor) or t.ndim == 0 or t.shape[0] != b:
                 got = tuple(t.shape) if isinstance(t, Tensor) else type(t).__name__
                 raise ValueError(f"{name} must have batch size {b} to match the params, got {got}")
-            if self.check_finite and name != "labels" and t.is_floating_point():
+            skip = finite_later and name == "images"
+            if self.check_finite and name != "labels" and not skip and t.is_floating_point():
                 if not all_finite(t):
-                    raise ValueError(
-                        f"{name} hold NaN or Inf values; pass check_finite=False to mix them"
-                    )
+                    raise ValueError(NONFINITE.format(name=name))
 
     def _as_targets(self, labels: Tensor, images: Tensor | None) -> Tensor:
         """Labels ((B,) ids or (B, K)) as (B, K) float targets (smoothed), on the images'

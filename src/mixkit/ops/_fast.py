@@ -74,6 +74,9 @@ LOOP_BYTES = 1 << 17
 # does not stay in cache, so smaller batches, which the next op reads from cache, are not).
 STREAM_BYTES = 1 << 24
 
+# The error of a failed finite check (``check_finite=True``), formatted with the argument.
+NONFINITE = "{name} hold NaN or Inf values; pass check_finite=False to mix them"
+
 # Scratch tensors larger than this are allocated per call instead of kept.
 MAX_CACHED_BYTES = 1 << 28
 
@@ -160,6 +163,24 @@ def destination(images: Tensor, out: Tensor | None, inplace: bool) -> Tensor:
 def sample_numel(images: Tensor) -> int:
     """Elements of one sample of a (B, ...) batch (``images[0].numel()`` without a view)."""
     return math.prod(images.shape[1:])
+
+
+def all_finite(t: Tensor) -> bool:
+    """True when the float tensor holds no NaN/Inf. One reduction pass, no allocation: a
+    finite sum implies finite elements (NaN/Inf propagate); only a non-finite sum (an Inf/NaN,
+    or an overflow of huge values) pays the exact elementwise check."""
+    acc = torch.float64 if t.dtype == torch.float64 else torch.float32
+    # math.isfinite on the Python float: torch.isfinite of a 0-dim tensor is a composite of
+    # several ops (~25 us on a 2-core CPU), the float check is ~0.5 us.
+    if math.isfinite(t.sum(dtype=acc).item()):
+        return True
+    return bool(torch.isfinite(t).all())
+
+
+def check_finite_images(images: Tensor) -> None:
+    """ValueError (``NONFINITE``) when float ``images`` hold NaN or Inf."""
+    if images.is_floating_point() and not all_finite(images):
+        raise ValueError(NONFINITE.format(name="images"))
 
 
 def copy_into(images: Tensor, dst: Tensor) -> Tensor:
@@ -418,10 +439,14 @@ def native_mask(images: Tensor, dst: Tensor, mask: Tensor, perm: Tensor) -> Tens
 BLEND_DTYPES = (torch.uint8, torch.float32, torch.float64)
 
 
-def native_blend(images: Tensor, dst: Tensor, weight: Tensor, perm: Tensor) -> Tensor:
+def native_blend(
+    images: Tensor, dst: Tensor, weight: Tensor, perm: Tensor, check: bool = False
+) -> bool:
     """The C MixUp kernel with the (B,) partner weights ``w``: float32 / float64 images
     ``lerp_exact(x, x[perm], w)``, uint8 images ``round(x*(1-w) + x[perm]*w)`` in float32
-    (the caller checked ``native_ok`` and ``images.dtype in BLEND_DTYPES``)."""
+    (the caller checked ``native_ok`` and ``images.dtype in BLEND_DTYPES``). ``check`` (float
+    images streamed out of place only): the same pass checks the images for NaN / Inf.
+    Returns False when the check found one, else True."""
     assert _native is not None
     b, c, h, w = images.shape
     pm = _index(perm, (b,), "perm")
@@ -431,10 +456,10 @@ def native_blend(images: Tensor, dst: Tensor, weight: Tensor, perm: Tensor) -> T
         raise ValueError(f"weight must hold {b} values, got {tuple(weight.shape)}")
     ptrs = (dst.data_ptr(), images.data_ptr(), pm.data_ptr(), wt.data_ptr())
     es = images.element_size()
-    _native.blend(
-        *ptrs, cycle_scratch(images).data_ptr(), b, c, h, w, es, floating, streamed(images, dst)
+    stream = streamed(images, dst)
+    return _native.blend(
+        *ptrs, cycle_scratch(images).data_ptr(), b, c, h, w, es, floating, stream, check
     )
-    return dst
 
 
 # ----------------------------------------------------------------------------- large samples
@@ -534,15 +559,27 @@ def blend_dtype(lam_dtype: torch.dtype, images_dtype: torch.dtype) -> torch.dtyp
     return torch.promote_types(ct, images_dtype) if images_dtype.is_floating_point else ct
 
 
-def mixup_into(images: Tensor, dst: Tensor, lam: Tensor, perm: Tensor) -> Tensor:
-    """MixUp ``lerp(x, x[perm], 1 - lam)`` into dst (weight in the reference dtypes)."""
+def mixup_into(
+    images: Tensor, dst: Tensor, lam: Tensor, perm: Tensor, check_finite: bool = False
+) -> Tensor:
+    """MixUp ``lerp_exact(x, x[perm], 1 - lam)`` into dst (weight in the reference dtypes).
+
+    ``check_finite``: ValueError (``NONFINITE``) when float images hold NaN / Inf, checked in
+    the C kernel's own pass when it streams float images out of place (dst, never the images,
+    has then been written), else before mixing."""
     # torch.rsub(t, 1) is 1 - t without Tensor.__rsub__'s Python wrapper.
     weight = torch.rsub(lam.to(blend_dtype(lam.dtype, images.dtype)), 1).to(images.device)
     weight = weight.view(-1, 1, 1, 1).to(
         images.dtype if images.is_floating_point() else torch.float32
     )
-    if images.dtype in BLEND_DTYPES and native_ok(images, dst):
-        return native_blend(images, dst, weight, perm)
+    native = images.dtype in BLEND_DTYPES and native_ok(images, dst)
+    fused = check_finite and native and images.is_floating_point() and streamed(images, dst)
+    if check_finite and not fused:
+        check_finite_images(images)
+    if native:
+        if not native_blend(images, dst, weight, perm, fused):
+            raise ValueError(NONFINITE.format(name="images"))
+        return dst
     if images.is_floating_point() and loop_ok(images):
         # Large samples: one blend per sample reading the partner where it lies (no partner
         # copy); in place along the cycles of perm, no full-batch partner snapshot.

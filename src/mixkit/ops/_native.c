@@ -74,6 +74,8 @@ typedef struct {
     int64_t *ry, *rx;               /* OP_RESIZE: per-sample index rows, (h) and (w) */
     int is_float;                   /* OP_BLEND: float images (es 4 or 8), else uint8 */
     int stream;                     /* out of place: write with non-temporal stores */
+    int *nonfinite;                 /* OP_BLEND streamed float: set to 1 when an own pixel
+                                       is NaN / Inf (NULL: not checked) */
 } Geometry;
 
 /* d[0:n] = s[0:n], the 16-byte aligned middle with non-temporal stores (cache-bypassing;
@@ -256,29 +258,44 @@ static void blend_elems(const Geometry *g, Py_ssize_t i, byte *dst, const byte *
 #ifdef HAVE_STREAM
 /* BLEND_FLOAT streamed straight from the registers, one loop per base so each element is
  * loaded once per source (SSE2 and AVX have no FMA: the same roundings). A blend into an L1
- * buffer streamed afterwards was 40 % slower at 224x224. NAME(d, x, pv, small, coeff, n)
- * with VEC lanes of type T per vector V, intrinsics PFX_op_SFX (_mm / _mm256, ps / pd); the
- * head up to the vector alignment of d and the tail are scalar. */
+ * buffer streamed afterwards was 40 % slower at 224x224. NAME(d, x, pv, small, coeff, n,
+ * bad) with VEC lanes of type T per vector V, intrinsics PFX_op_SFX (_mm / _mm256, ps / pd);
+ * the head up to the vector alignment of d and the tail are scalar. The same pass checks
+ * the own pixels x: x - x is 0 for a finite x and NaN for NaN / Inf, so the sum of all
+ * x - x is NaN exactly when one is not finite (*bad = 1; bad NULL: no check). */
 #define DEFINE_BLEND_STREAM(NAME, ATTR, T, V, VEC, PFX, SFX)                              \
-    ATTR static void NAME(T *d, const T *x, const T *pv, int small, T coeff, Py_ssize_t n) { \
+    ATTR static void NAME(T *d, const T *x, const T *pv, int small, T coeff, Py_ssize_t n, \
+                          int *bad) {                                                     \
         const Py_ssize_t align = VEC * (Py_ssize_t)sizeof(T);                             \
         const V c = PFX##_set1_##SFX(coeff);                                              \
+        V acc = PFX##_setzero_##SFX();                                                    \
+        T sacc = 0, lanes[VEC];                                                           \
         Py_ssize_t k = 0;                                                                 \
-        for (; k < n && ((uintptr_t)(d + k) % align); k++)                                \
+        for (; k < n && ((uintptr_t)(d + k) % align); k++) {                              \
             d[k] = (small ? x[k] : pv[k]) + coeff * (pv[k] - x[k]);                       \
+            sacc += x[k] - x[k];                                                          \
+        }                                                                                 \
         if (small)                                                                        \
             for (; k + VEC <= n; k += VEC) {                                              \
                 V vx = PFX##_loadu_##SFX(x + k);                                          \
                 V dv = PFX##_sub_##SFX(PFX##_loadu_##SFX(pv + k), vx);                    \
                 PFX##_stream_##SFX(d + k, PFX##_add_##SFX(vx, PFX##_mul_##SFX(c, dv)));   \
+                acc = PFX##_add_##SFX(acc, PFX##_sub_##SFX(vx, vx));                      \
             }                                                                             \
         else                                                                              \
             for (; k + VEC <= n; k += VEC) {                                              \
-                V vp = PFX##_loadu_##SFX(pv + k);                                         \
-                V dv = PFX##_sub_##SFX(vp, PFX##_loadu_##SFX(x + k));                     \
+                V vx = PFX##_loadu_##SFX(x + k), vp = PFX##_loadu_##SFX(pv + k);          \
+                V dv = PFX##_sub_##SFX(vp, vx);                                           \
                 PFX##_stream_##SFX(d + k, PFX##_add_##SFX(vp, PFX##_mul_##SFX(c, dv)));   \
+                acc = PFX##_add_##SFX(acc, PFX##_sub_##SFX(vx, vx));                      \
             }                                                                             \
-        for (; k < n; k++) d[k] = (small ? x[k] : pv[k]) + coeff * (pv[k] - x[k]);        \
+        for (; k < n; k++) {                                                              \
+            d[k] = (small ? x[k] : pv[k]) + coeff * (pv[k] - x[k]);                       \
+            sacc += x[k] - x[k];                                                          \
+        }                                                                                 \
+        PFX##_storeu_##SFX(lanes, acc);                                                   \
+        for (Py_ssize_t j = 0; j < VEC; j++) sacc += lanes[j];                            \
+        if (bad && sacc != sacc) *bad = 1;                                                \
     }
 
 DEFINE_BLEND_STREAM(blend_stream_f32, , float, __m128, 4, _mm, ps)
@@ -310,13 +327,13 @@ static void blend_stream(const Geometry *g, Py_ssize_t i, byte *dst, const byte 
         int small = wt < 0.5f;
         (avx ? blend_stream_f32_avx : blend_stream_f32)((float *)dst, (const float *)own,
                                                         (const float *)src, small,
-                                                        small ? wt : wt - 1.0f, n);
+                                                        small ? wt : wt - 1.0f, n, g->nonfinite);
     } else {
         double wt = ((const double *)g->weight)[i];
         int small = wt < 0.5;
         (avx ? blend_stream_f64_avx : blend_stream_f64)((double *)dst, (const double *)own,
                                                         (const double *)src, small,
-                                                        small ? wt : wt - 1.0, n);
+                                                        small ? wt : wt - 1.0, n, g->nonfinite);
     }
 }
 #endif
@@ -623,10 +640,17 @@ static PyObject *py_mask(PyObject *self, PyObject *args) {
 static PyObject *py_blend(PyObject *self, PyObject *args) {
     unsigned long long dst, own, perm, weight, scratch;
     Py_ssize_t b;
+    int check = 0, bad = 0;
     Geometry g = {.op = OP_BLEND};
-    if (!PyArg_ParseTuple(args, "KKKKKnnnnnpp", &dst, &own, &perm, &weight, &scratch, &b, &g.c,
-                          &g.h, &g.w, &g.es, &g.is_float, &g.stream))
+    if (!PyArg_ParseTuple(args, "KKKKKnnnnnppp", &dst, &own, &perm, &weight, &scratch, &b, &g.c,
+                          &g.h, &g.w, &g.es, &g.is_float, &g.stream, &check))
         return NULL;
+    if (check && !(g.is_float && g.stream && dst != own)) {
+        PyErr_SetString(PyExc_ValueError,
+                        "blend checks finiteness only when streaming float images out of place");
+        return NULL;
+    }
+    g.nonfinite = check ? &bad : NULL;
     if (g.is_float ? g.es != 4 && g.es != 8 : g.es != 1) {
         PyErr_Format(PyExc_ValueError,
                      "blend takes uint8 or float32 / float64 images, got element size %zd", g.es);
@@ -635,7 +659,10 @@ static PyObject *py_blend(PyObject *self, PyObject *args) {
     g.hs = g.h;
     g.ws = g.w;
     g.weight = (const void *)(uintptr_t)weight;
-    return dispatch(&g, dst, own, own, perm, 0, scratch, b);
+    PyObject *res = dispatch(&g, dst, own, own, perm, 0, scratch, b);
+    if (!res) return NULL;
+    Py_DECREF(res);
+    return PyBool_FromLong(!bad); /* True: every own pixel finite (or not checked) */
 }
 
 static PyMethodDef methods[] = {
@@ -652,9 +679,10 @@ static PyMethodDef methods[] = {
      "mask(dst, own, perm, mask, scratch, B, C, H, W, es): src[perm] where the (B, H, W) bool "
      "mask is set."},
     {"blend", py_blend, METH_VARARGS,
-     "blend(dst, own, perm, weight, scratch, B, C, H, W, es, is_float, stream): MixUp of uint8 "
-     "(float32 weights) or float32 / float64 images (weights of their dtype), (B,) partner "
-     "weights."},
+     "blend(dst, own, perm, weight, scratch, B, C, H, W, es, is_float, stream, check): MixUp of "
+     "uint8 (float32 weights) or float32 / float64 images (weights of their dtype), (B,) "
+     "partner weights; with check (streamed float only) returns False when an own pixel is "
+     "NaN / Inf, else True."},
     {NULL, NULL, 0, NULL},
 };
 
