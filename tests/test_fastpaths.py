@@ -6,10 +6,16 @@ floats (lerp with a 0/1 weight == where, for finite values) and uint8/int64 alik
 
 from __future__ import annotations
 
+import importlib.machinery
+import importlib.util
 import math
 import os
+import platform
 import shutil
+import subprocess
+import sys
 import sysconfig
+from pathlib import Path
 
 import pytest
 import torch
@@ -598,6 +604,55 @@ def test_native_streamed_mixup_finds_every_non_finite_pixel(dtype, bad, monkeypa
     ptrs = (x.data_ptr(), x.data_ptr(), perm.data_ptr(), weight.data_ptr())
     with pytest.raises(ValueError, match="checks finiteness only when streaming float images"):
         _fast._native.blend(*ptrs, 0, b, c, h, w, x.element_size(), True, True, True)
+
+
+@pytest.mark.skipif(
+    not (sys.platform.startswith("linux") and platform.machine() == "x86_64"),
+    reason="-U__SSE2__ emulates a build without SSE2 only with gcc/clang on x86-64 Linux",
+)
+def test_native_kernels_built_without_sse2_give_the_same_bytes(tmp_path, monkeypatch):
+    """Where SSE2 is absent (aarch64, MSVC) the kernels copy with memcpy instead of
+    non-temporal stores and a streamed float MixUp blends in chunks with its own finite scan.
+    That build (here: -U__SSE2__) gives the same bytes and finds the same NaN / Inf."""
+    cc = (sysconfig.get_config_var("CC") or "cc").split()[0]
+    if shutil.which(cc) is None:
+        pytest.skip(f"no C compiler ({cc}) on this machine: the torch paths are used")
+    src = Path(_fast.__file__).with_name("_native.c")
+    so = tmp_path / f"_native{sysconfig.get_config_var('EXT_SUFFIX')}"
+    flags = ["-O2", "-shared", "-fPIC", "-std=c99", "-fno-fast-math", "-ffp-contract=off"]
+    include = f"-I{sysconfig.get_paths()['include']}"
+    subprocess.run([cc, *flags, "-U__SSE2__", include, str(src), "-o", str(so)], check=True)
+    loader = importlib.machinery.ExtensionFileLoader("mixkit.ops._native", str(so))
+    spec = importlib.util.spec_from_file_location("mixkit.ops._native", str(so), loader=loader)
+    plain = importlib.util.module_from_spec(spec)
+    loader.exec_module(plain)
+    b, h, w = 5, 9, 14
+    perm = torch.tensor([3, 0, 4, 1, 2])
+    lam = torch.tensor([0.0, 1.0, 0.5, 0.3, 0.8], dtype=torch.float64)
+    boxes = CutMix(mode="elem").draw((b, 3, h, w), generator=52).boxes
+    for dtype in (torch.float32, torch.float64, torch.uint8):
+        x = make_images(b, h, w, torch.float64, seed=51).to(dtype)
+        cases = [
+            lambda t, **kw: ops.cutmix(t, boxes, perm, **kw),
+            lambda t, **kw: ops.resizemix(t, boxes, perm, "nearest", **kw),
+            lambda t, **kw: ops.cutout(t, boxes, 3.0, **kw),
+            lambda t, **kw: ops.mixup(t, lam, perm, **kw),
+        ]
+        monkeypatch.setattr(_fast, "NATIVE", False)
+        refs = [f(x) for f in cases]
+        monkeypatch.setattr(_fast, "NATIVE", True)
+        monkeypatch.setattr(_fast, "_native", plain)
+        monkeypatch.setattr(_fast, "STREAM_BYTES", 1)
+        for f, ref in zip(cases, refs, strict=True):
+            assert_new_out_inplace(f, x, ref)
+        if dtype.is_floating_point:
+            weight = (1 - lam).to(dtype)
+            for pos in (0, 7, x.numel() - 1):
+                y = x.clone()
+                y.view(-1)[pos] = float("nan")
+                assert not _fast.native_blend(y, torch.empty_like(y), weight, perm, True)
+            assert _fast.native_blend(x, torch.empty_like(x), weight, perm, True)
+        monkeypatch.undo()
 
 
 @pytest.mark.parametrize("src_hw", [(13, 11), (7, 19), (40, 3), (1, 1)])
