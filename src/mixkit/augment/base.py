@@ -222,9 +222,8 @@ class MixTransform(torch.nn.Module):
         mixed_images = None
         if images is not None:  # out=: preallocated result; inplace: overwrite images
             # The images' finite check runs in apply_images (fused into a streamed MixUp).
-            check = self.check_finite
             mixed_images = apply_images(
-                params, images, out=out, inplace=inplace, check_finite=check
+                params, images, out=out, inplace=inplace, check_finite=self.check_finite
             )
         mixed_labels = None
         if labels is not None:
