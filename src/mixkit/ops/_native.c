@@ -375,8 +375,10 @@ static void blend_sample(const Geometry *g, Py_ssize_t i, byte *dst, const byte 
         Py_ssize_t m = n - off < chunk ? n - off : chunk;
         blend_elems(g, i, buf, own + off * es, src + off * es, m);
         stream_bytes(dst + off * es, buf, (size_t)(m * es));
+        /* the chunk of own just read, still in cache */
+        if (g->nonfinite && g->is_float && any_nonfinite(own + off * es, m, es))
+            *g->nonfinite = 1;
     }
-    if (g->nonfinite && g->is_float && any_nonfinite(own, n, es)) *g->nonfinite = 1;
 }
 
 /* The box pixels of row r of one plane into drow: pasted, resized (nearest) or filled. */
