@@ -52,18 +52,20 @@ class TestImages:
     @pytest.mark.parametrize("stream", [False, True])
     @pytest.mark.parametrize("variant", ["new", "out", "inplace"])
     def test_non_finite_images_rejected(self, make, bad, stream, variant, monkeypatch):
-        """Rejected on every path, the images untouched: with ``stream`` the C MixUp checks
-        in its own pass (out of place), the other paths before mixing."""
+        """Rejected on every path, the images untouched, wherever the pixel lies (inside a
+        box or not): with ``stream`` the C MixUp / CutMix / ResizeMix / Cutout check in their
+        own pass (out of place), the other paths before mixing."""
         if stream:
             monkeypatch.setattr(_fast, "STREAM_BYTES", 1)
-        x = _images()
-        x[1, 0, 2, 3] = bad
-        before = x.clone()
-        kw = {"out": torch.empty_like(x)} if variant == "out" else {}
-        kw = {"inplace": True} if variant == "inplace" else kw
-        with pytest.raises(ValueError, match="images hold NaN or Inf values; pass check_finite"):
-            make(generator=0)(x, _labels(), **kw)
-        assert torch.equal(x.nan_to_num(), before.nan_to_num())
+        for pos in [(1, 0, 2, 3), (0, 0, 0, 0), (3, 2, H - 1, W - 1), (2, 1, H // 2, W // 2)]:
+            x = _images()
+            x[pos] = bad
+            before = x.clone()
+            kw = {"out": torch.empty_like(x)} if variant == "out" else {}
+            kw = {"inplace": True} if variant == "inplace" else kw
+            with pytest.raises(ValueError, match="images hold NaN or Inf values; pass check_"):
+                make(generator=0)(x, _labels(), **kw)
+            assert torch.equal(x.nan_to_num(), before.nan_to_num())
 
     @pytest.mark.parametrize("make", IMAGE_MIXERS)
     def test_check_finite_false_mixes_them(self, make):

@@ -431,7 +431,7 @@ def test_native_kernels_reject_bad_boxes_before_writing(monkeypatch):
     bx, pm = boxes[:1].expand(3, 4).contiguous(), torch.tensor([1, 2, 0])
     ptrs = (x.data_ptr(), x.data_ptr(), x.data_ptr(), pm.data_ptr(), bx.data_ptr(), 0)
     with pytest.raises(ValueError, match="element size must be 1, 2, 4 or 8 bytes, got 3"):
-        _fast._native.paste(*ptrs, 3, 3, 8, 8, 3, False)
+        _fast._native.paste(*ptrs, 3, 3, 8, 8, 3, False, False)
     wt = torch.full((3,), 0.5)
     blend_ptrs = (x.data_ptr(), x.data_ptr(), pm.data_ptr(), wt.data_ptr(), 0)
     for es, floating in ((2, True), (4, False)):
@@ -602,8 +602,51 @@ def test_native_streamed_mixup_finds_every_non_finite_pixel(dtype, bad, monkeypa
         y.view(-1)[pos] = bad
         assert _fast.native_blend(y, misaligned(torch.empty_like(y)), weight, perm, True) is False
     ptrs = (x.data_ptr(), x.data_ptr(), perm.data_ptr(), weight.data_ptr())
-    with pytest.raises(ValueError, match="checks finiteness only when streaming float images"):
+    msg = "the finite check runs only when streaming float32 / float64 images out of place"
+    with pytest.raises(ValueError, match=msg):  # in place
         _fast._native.blend(*ptrs, 0, b, c, h, w, x.element_size(), True, True, True)
+    with pytest.raises(ValueError, match="the finite check takes float images"):
+        _fast._native.blend(*ptrs, 0, b, c, h, w, 1, False, True, True)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("w", [9, 4100])  # rows composed in the L1 buffer / longer than it
+def test_native_streamed_box_ops_find_every_non_finite_pixel(dtype, w, monkeypatch):
+    """A streamed CutMix / nearest ResizeMix / Cutout out of place checks every own pixel in
+    its pass: outside the box, inside it (read only for the check), in a whole-image box and
+    in an empty box's sample. One NaN / Inf anywhere is found; a finite batch passes with the
+    unchecked bytes."""
+    require_native()
+    monkeypatch.setattr(_fast, "STREAM_BYTES", 1)
+    b, c, h = 3, 2, 5
+    x = make_images(b, h, w, torch.float64, seed=61).to(dtype)
+    perm = torch.tensor([2, 0, 1])
+    boxes = torch.tensor([[1, 1, w - 2, 4], [0, 0, w, h], [3, 2, 3, 2]])  # inner, whole, empty
+    fill = torch.full((), 2.0, dtype=dtype)
+
+    def run(op: str, t: torch.Tensor, check: bool) -> torch.Tensor:
+        out = torch.empty_like(t)
+        if op == "fill":
+            return _fast.native_box(op, t, out, boxes, value=fill, check=check)
+        return _fast.native_box(op, t, out, boxes, perm, check=check)
+
+    n = x.numel()
+    positions = range(n) if n < 1000 else sorted({*range(0, n, 97), *range(w - 3, n, c * h * w)})
+    for op in ("paste", "resize", "fill"):
+        ref = run(op, x, False)
+        assert_identical(run(op, x, True), ref)
+        assert not torch.equal(ref, x)  # the box ops did mix
+        for pos in positions:
+            y = x.clone()
+            y.view(-1)[pos] = float("nan") if pos % 2 else -float("inf")
+            with pytest.raises(ValueError, match="images hold NaN or Inf values"):
+                run(op, y, True)
+    ptrs = (x.data_ptr(), x.data_ptr(), x.data_ptr(), perm.data_ptr(), boxes.data_ptr(), 0)
+    msg = "the finite check runs only when streaming float32 / float64 images out of place"
+    with pytest.raises(ValueError, match=msg):  # 2-byte elements
+        _fast._native.paste(0, *ptrs[1:], b, c, h, w, 2, True, True)
+    with pytest.raises(ValueError, match=msg):  # not streamed
+        _fast._native.paste(0, *ptrs[1:], b, c, h, w, x.element_size(), False, True)
 
 
 @pytest.mark.skipif(
@@ -647,10 +690,14 @@ def test_native_kernels_built_without_sse2_give_the_same_bytes(tmp_path, monkeyp
             assert_new_out_inplace(f, x, ref)
         if dtype.is_floating_point:
             weight = (1 - lam).to(dtype)
-            for pos in (0, 7, x.numel() - 1):
+            box = boxes[3]  # a NaN inside sample 3's box: read only by the check
+            for pos in (0, 7, int(3 * x[0].numel() + box[1] * w + box[0]), x.numel() - 1):
                 y = x.clone()
                 y.view(-1)[pos] = float("nan")
                 assert not _fast.native_blend(y, torch.empty_like(y), weight, perm, True)
+                for op in ("paste", "resize"):
+                    with pytest.raises(ValueError, match="images hold NaN or Inf"):
+                        _fast.native_box(op, y, torch.empty_like(y), boxes, perm, check=True)
             assert _fast.native_blend(x, torch.empty_like(x), weight, perm, True)
         monkeypatch.undo()
 

@@ -58,8 +58,9 @@ def _mix(
     """
     present = _present(params)
     kinds = present - {Kind.NONE}
-    fused = check_finite and kinds == {Kind.BLEND}  # MixUp checks in its own pass if it can
-    if check_finite and not fused:
+    # One mixer: its fast path checks the images, in the C kernel's own pass where it can.
+    single = len(kinds) == 1 and not (Kind.MASK in kinds or (Kind.FILL in kinds and fill is None))
+    if check_finite and not single:
         _fast.check_finite_images(x)
     if not kinds:
         return _fast.copy_into(x, dst)
@@ -72,18 +73,19 @@ def _mix(
         active = (kind == k) if gated else None
         if k == Kind.BLEND:
             lam = params.lam if active is None else torch.where(active, params.lam, 1.0)
-            return _fast.mixup_into(x, dst, lam, params.perm, fused)
+            return _fast.mixup_into(x, dst, lam, params.perm, check_finite)
         if k == Kind.MASK:
             mask = params.mask if active is None else params.mask & active.view(-1, 1, 1)
             return _fast.mask_into(x, dst, mask, params.perm)
         boxes = params.boxes if active is None else params.boxes * active.view(-1, 1)
         if k == Kind.CROP:
-            return _fast.paste_into(x, dst, boxes, params.perm, None)
+            return _fast.paste_into(x, dst, boxes, params.perm, None, check_finite)
         if k == Kind.RESIZE:
-            return _fast.resize_into(x, dst, boxes, params.resize_mode, params.perm, None)
+            mode = params.resize_mode
+            return _fast.resize_into(x, dst, boxes, mode, params.perm, None, check_finite)
         if fill is None:
             return _fast.copy_into(x, dst)
-        return _fast.fill_into(x, dst, boxes, fill)
+        return _fast.fill_into(x, dst, boxes, fill, check_finite)
     return _mix_general(params, x, dst, fill, present)
 
 
@@ -160,7 +162,8 @@ def apply_images(
     (same shape, dtype, device) and with ``inplace=True`` into ``images`` itself -- no
     allocation after the first call (``ops._fast``). Otherwise the input is never modified.
     ``check_finite``: ValueError when float images hold NaN or Inf, raised before the images
-    are modified (a streamed MixUp checks in its own pass; ``out`` may then hold the mix).
+    are modified (a streamed float32 / float64 MixUp, CutMix, nearest ResizeMix or Cutout out
+    of place checks in the C kernel's own pass; ``out`` may then hold the mix).
     """
     ops.pixels._check_images(images)
     params.check(images.shape[0], tuple(images.shape[-2:]))

@@ -380,6 +380,22 @@ def streamed(images: Tensor, dst: Tensor) -> bool:
     return dst is not images and dst.numel() * dst.element_size() >= STREAM_BYTES
 
 
+def fused_check(images: Tensor, dst: Tensor, native: bool, check_finite: bool) -> bool:
+    """Whether the C kernel (``native``) checks the images for NaN / Inf in its own pass:
+    float32 / float64 images streamed out of place, where it reads every pixel anyway. When
+    ``check_finite`` is set and it cannot, the images are checked here (ValueError
+    ``NONFINITE``), before anything is written."""
+    fused = (
+        check_finite
+        and native
+        and images.dtype in (torch.float32, torch.float64)
+        and streamed(images, dst)
+    )
+    if check_finite and not fused:
+        check_finite_images(images)
+    return fused
+
+
 def native_box(
     op: str,
     images: Tensor,
@@ -388,17 +404,22 @@ def native_box(
     perm: Tensor | None = None,
     source: Tensor | None = None,
     value: Tensor | None = None,
+    check: bool = False,
 ) -> Tensor:
     """Run the C kernel ``op`` ("paste", "resize" nearest, "fill" with the 0-dim ``value``)
-    into ``dst``; the caller checked ``native_ok``. A perm or box out of range: ValueError."""
+    into ``dst``; the caller checked ``native_ok``. A perm or box out of range: ValueError.
+    ``check`` (``fused_check``): ValueError (``NONFINITE``) when the kernel's pass found a
+    NaN / Inf in the images (dst has then been written)."""
     assert _native is not None
     b, c, h, w = images.shape
     es = images.element_size()
     bx = _index(boxes, (b, 4), "boxes")
+    stream = streamed(images, dst)
     if op == "fill":
         assert value is not None
         ptrs = (dst.data_ptr(), images.data_ptr(), bx.data_ptr(), value.data_ptr())
-        _native.fill(*ptrs, b, c, h, w, es, streamed(images, dst))
+        if not _native.fill(*ptrs, b, c, h, w, es, stream, check):
+            raise ValueError(NONFINITE.format(name="images"))
         return dst
     pm = None if perm is None else _index(perm, (b,), "perm")
     src = images if source is None else source
@@ -416,9 +437,11 @@ def native_box(
         w,
     )
     if op == "paste":
-        _native.paste(*args, es, streamed(images, dst))
+        ok = _native.paste(*args, es, stream, check)
     else:
-        _native.resize(*args, *src.shape[-2:], es, streamed(images, dst))
+        ok = _native.resize(*args, *src.shape[-2:], es, stream, check)
+    if not ok:
+        raise ValueError(NONFINITE.format(name="images"))
     return dst
 
 
@@ -573,9 +596,7 @@ def mixup_into(
         images.dtype if images.is_floating_point() else torch.float32
     )
     native = images.dtype in BLEND_DTYPES and native_ok(images, dst)
-    fused = check_finite and native and images.is_floating_point() and streamed(images, dst)
-    if check_finite and not fused:
-        check_finite_images(images)
+    fused = fused_check(images, dst, native, check_finite)
     if native:
         if not native_blend(images, dst, weight, perm, fused):
             raise ValueError(NONFINITE.format(name="images"))
@@ -595,11 +616,19 @@ def mixup_into(
 
 
 def paste_into(
-    images: Tensor, dst: Tensor, boxes: Tensor, perm: Tensor | None, source: Tensor | None
+    images: Tensor,
+    dst: Tensor,
+    boxes: Tensor,
+    perm: Tensor | None,
+    source: Tensor | None,
+    check_finite: bool = False,
 ) -> Tensor:
-    """Box paste from ``images[perm]`` (perm given) or from ``source`` (same shape)."""
-    if native_ok(images, dst, source):
-        return native_box("paste", images, dst, boxes, perm, source)
+    """Box paste from ``images[perm]`` (perm given) or from ``source`` (same shape).
+    ``check_finite``: as in ``mixup_into`` (``fused_check``; the images only)."""
+    native = native_ok(images, dst, source)
+    fused = fused_check(images, dst, native, check_finite)
+    if native:
+        return native_box("paste", images, dst, boxes, perm, source, check=fused)
     h, w = images.shape[-2:]
     box = uniform_box(boxes)
     if box is not None:
@@ -650,12 +679,17 @@ def box_slices(boxes: Tensor) -> list[tuple[slice, slice, slice] | None]:
     ]
 
 
-def fill_into(images: Tensor, dst: Tensor, boxes: Tensor, value: float) -> Tensor:
-    """Cutout: the box filled with ``torch.full((), value, dtype=images.dtype)``."""
+def fill_into(
+    images: Tensor, dst: Tensor, boxes: Tensor, value: float, check_finite: bool = False
+) -> Tensor:
+    """Cutout: the box filled with ``torch.full((), value, dtype=images.dtype)``.
+    ``check_finite``: as in ``mixup_into``."""
     h, w = images.shape[-2:]
     fill = torch.full((), value, dtype=images.dtype, device=images.device)
-    if native_ok(images, dst):
-        return native_box("fill", images, dst, boxes, value=fill)
+    native = native_ok(images, dst)
+    fused = fused_check(images, dst, native, check_finite)
+    if native:
+        return native_box("fill", images, dst, boxes, value=fill, check=fused)
     box = uniform_box(boxes)
     if box is not None:
         x1, y1, x2, y2 = box
@@ -759,12 +793,16 @@ def resize_into(
     mode: str,
     perm: Tensor | None,
     source: Tensor | None,
+    check_finite: bool = False,
 ) -> Tensor:
-    """Paste ``images[perm]`` (or ``source``, any size) resized into each box."""
+    """Paste ``images[perm]`` (or ``source``, any size) resized into each box.
+    ``check_finite``: as in ``mixup_into`` (``fused_check``; the images only)."""
     h, w = images.shape[-2:]
     src = images if source is None else source
-    if mode == "nearest" and native_ok(images, dst, source):
-        return native_box("resize", images, dst, boxes, perm, source)
+    native = mode == "nearest" and native_ok(images, dst, source)
+    fused = fused_check(images, dst, native, check_finite)
+    if native:
+        return native_box("resize", images, dst, boxes, perm, source, check=fused)
     hs, ws = src.shape[-2:]
     box = uniform_box(boxes) if mode == "nearest" else None
     if box is not None:
