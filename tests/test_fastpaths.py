@@ -577,12 +577,14 @@ def test_native_uint8_mixup_rounds_like_the_float32_reference(monkeypatch):
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
-def test_native_streamed_mixup_finds_every_non_finite_pixel(dtype, bad, monkeypatch):
-    """The streamed float MixUp checks its own pixels in the same pass: one NaN / Inf at any
-    position (scalar head, vector body, scalar tail; blend weights below and above 0.5) is
-    found, a finite batch passes, and the mix is the same as unchecked."""
+@pytest.mark.parametrize("stream", [True, False])
+def test_native_mixup_finds_every_non_finite_pixel(dtype, bad, stream, monkeypatch):
+    """The float MixUp out of place checks its own pixels in the same pass (streamed) or
+    right after it: one NaN / Inf at any position (scalar head, vector body, scalar tail;
+    blend weights below and above 0.5) is found, a finite batch passes, and the mix is the
+    same as unchecked."""
     require_native()
-    monkeypatch.setattr(_fast, "STREAM_BYTES", 1)
+    monkeypatch.setattr(_fast, "STREAM_BYTES", 1 if stream else 1 << 62)
     b, c, h, w = 3, 1, 7, 9  # 63 elements per sample: odd tails after the vectors
 
     def misaligned(t: torch.Tensor) -> torch.Tensor:  # one element off the allocation
@@ -602,7 +604,7 @@ def test_native_streamed_mixup_finds_every_non_finite_pixel(dtype, bad, monkeypa
         y.view(-1)[pos] = bad
         assert _fast.native_blend(y, misaligned(torch.empty_like(y)), weight, perm, True) is False
     ptrs = (x.data_ptr(), x.data_ptr(), perm.data_ptr(), weight.data_ptr())
-    msg = "the finite check runs only when streaming float32 / float64 images out of place"
+    msg = "the finite check runs only on float32 / float64 images out of place"
     with pytest.raises(ValueError, match=msg):  # in place
         _fast._native.blend(*ptrs, 0, b, c, h, w, x.element_size(), True, True, True)
     with pytest.raises(ValueError, match="the finite check takes float images"):
@@ -611,13 +613,14 @@ def test_native_streamed_mixup_finds_every_non_finite_pixel(dtype, bad, monkeypa
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("w", [9, 4100])  # rows composed in the L1 buffer / longer than it
-def test_native_streamed_box_ops_find_every_non_finite_pixel(dtype, w, monkeypatch):
-    """A streamed CutMix / nearest ResizeMix / Cutout out of place checks every own pixel in
-    its pass: outside the box, inside it (read only for the check), in a whole-image box and
-    in an empty box's sample. One NaN / Inf anywhere is found; a finite batch passes with the
-    unchecked bytes."""
+@pytest.mark.parametrize("stream", [True, False])
+def test_native_box_ops_find_every_non_finite_pixel(dtype, w, stream, monkeypatch):
+    """CutMix / nearest ResizeMix / Cutout out of place check every own pixel in their pass
+    (streamed) or right after it: outside the box, inside it (read only for the check), in a
+    whole-image box and in an empty box's sample. One NaN / Inf anywhere is found; a finite
+    batch passes with the unchecked bytes."""
     require_native()
-    monkeypatch.setattr(_fast, "STREAM_BYTES", 1)
+    monkeypatch.setattr(_fast, "STREAM_BYTES", 1 if stream else 1 << 62)
     b, c, h = 3, 2, 5
     x = make_images(b, h, w, torch.float64, seed=61).to(dtype)
     perm = torch.tensor([2, 0, 1])
@@ -642,11 +645,11 @@ def test_native_streamed_box_ops_find_every_non_finite_pixel(dtype, w, monkeypat
             with pytest.raises(ValueError, match="images hold NaN or Inf values"):
                 run(op, y, True)
     ptrs = (x.data_ptr(), x.data_ptr(), x.data_ptr(), perm.data_ptr(), boxes.data_ptr(), 0)
-    msg = "the finite check runs only when streaming float32 / float64 images out of place"
+    msg = "the finite check runs only on float32 / float64 images out of place"
     with pytest.raises(ValueError, match=msg):  # 2-byte elements
         _fast._native.paste(0, *ptrs[1:], b, c, h, w, 2, True, True)
-    with pytest.raises(ValueError, match=msg):  # not streamed
-        _fast._native.paste(0, *ptrs[1:], b, c, h, w, x.element_size(), False, True)
+    with pytest.raises(ValueError, match=msg):  # in place
+        _fast._native.paste(*ptrs, b, c, h, w, x.element_size(), False, True)
 
 
 @pytest.mark.skipif(

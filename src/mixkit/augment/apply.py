@@ -162,8 +162,8 @@ def apply_images(
     (same shape, dtype, device) and with ``inplace=True`` into ``images`` itself -- no
     allocation after the first call (``ops._fast``). Otherwise the input is never modified.
     ``check_finite``: ValueError when float images hold NaN or Inf, raised before the images
-    are modified (a streamed float32 / float64 MixUp, CutMix, nearest ResizeMix or Cutout out
-    of place checks in the C kernel's own pass; ``out`` may then hold the mix).
+    are modified (a float32 / float64 MixUp, CutMix, nearest ResizeMix or Cutout out of place
+    on the C kernels checks in the kernel's own pass; ``out`` may then hold the mix).
     """
     ops.pixels._check_images(images)
     params.check(images.shape[0], tuple(images.shape[-2:]))

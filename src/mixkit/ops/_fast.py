@@ -382,14 +382,14 @@ def streamed(images: Tensor, dst: Tensor) -> bool:
 
 def fused_check(images: Tensor, dst: Tensor, native: bool, check_finite: bool) -> bool:
     """Whether the C kernel (``native``) checks the images for NaN / Inf in its own pass:
-    float32 / float64 images streamed out of place, where it reads every pixel anyway. When
-    ``check_finite`` is set and it cannot, the images are checked here (ValueError
-    ``NONFINITE``), before anything is written."""
+    float32 / float64 images out of place (each sample is scanned as it is read, or right
+    after, from cache). When ``check_finite`` is set and it cannot, the images are checked
+    here (ValueError ``NONFINITE``), before anything is written."""
     fused = (
         check_finite
         and native
+        and dst is not images
         and images.dtype in (torch.float32, torch.float64)
-        and streamed(images, dst)
     )
     if check_finite and not fused:
         check_finite_images(images)
@@ -468,7 +468,7 @@ def native_blend(
     """The C MixUp kernel with the (B,) partner weights ``w``: float32 / float64 images
     ``lerp_exact(x, x[perm], w)``, uint8 images ``round(x*(1-w) + x[perm]*w)`` in float32
     (the caller checked ``native_ok`` and ``images.dtype in BLEND_DTYPES``). ``check`` (float
-    images streamed out of place only): the same pass checks the images for NaN / Inf.
+    images out of place only): the same pass checks the images for NaN / Inf.
     Returns False when the check found one, else True."""
     assert _native is not None
     b, c, h, w = images.shape
@@ -588,8 +588,8 @@ def mixup_into(
     """MixUp ``lerp_exact(x, x[perm], 1 - lam)`` into dst (weight in the reference dtypes).
 
     ``check_finite``: ValueError (``NONFINITE``) when float images hold NaN / Inf, checked in
-    the C kernel's own pass when it streams float images out of place (dst, never the images,
-    has then been written), else before mixing."""
+    the C kernel's own pass out of place (dst, never the images, has then been written; see
+    ``fused_check``), else before mixing."""
     # torch.rsub(t, 1) is 1 - t without Tensor.__rsub__'s Python wrapper.
     weight = torch.rsub(lam.to(blend_dtype(lam.dtype, images.dtype)), 1).to(images.device)
     weight = weight.view(-1, 1, 1, 1).to(

@@ -75,8 +75,8 @@ typedef struct {
     int64_t *ry, *rx;               /* OP_RESIZE: per-sample index rows, (h) and (w) */
     int is_float;                   /* OP_BLEND: float images (es 4 or 8), else uint8 */
     int stream;                     /* out of place: write with non-temporal stores */
-    int *nonfinite;                 /* OP_BLEND streamed float: set to 1 when an own pixel
-                                       is NaN / Inf (NULL: not checked) */
+    int *nonfinite;                 /* out of place, float32 / float64: set to 1 when an
+                                       own pixel is NaN / Inf (NULL: not checked) */
 } Geometry;
 
 /* d[0:n] = s[0:n], the 16-byte aligned middle with non-temporal stores (cache-bypassing;
@@ -393,8 +393,8 @@ static int any_nonfinite(const byte *x, Py_ssize_t n, Py_ssize_t es) {
 #endif
 }
 
-/* The fused finite check of a streamed out-of-place float op (g->nonfinite set): the n own
- * elements at x, read just before (still in cache). */
+/* The fused finite check of an out-of-place float op (g->nonfinite set): the n own elements
+ * at x, read just before (still in cache). */
 static inline void check_own(const Geometry *g, const byte *x, Py_ssize_t n) {
     if (g->nonfinite && !*g->nonfinite && any_nonfinite(x, n, g->es)) *g->nonfinite = 1;
 }
@@ -406,6 +406,7 @@ static void blend_sample(const Geometry *g, Py_ssize_t i, byte *dst, const byte 
     Py_ssize_t n = g->c * g->h * g->w, es = g->es;
     if (!stream) {
         blend_elems(g, i, dst, own, src, n);
+        check_own(g, own, n); /* the sample just read (a small one: in cache) */
         return;
     }
 #ifdef HAVE_STREAM
@@ -512,7 +513,8 @@ static void one_sample(const Geometry *g, Py_ssize_t i, byte *dst, const byte *o
         box_sample_stream(g, x1, y1, x2, y2, dst, own, src);
         return;
     }
-    check_own(g, own, g->c * h * w); /* rows longer than ROW_BUF: a pass of its own */
+    /* Not streamed (a small sample, read again from cache) or rows longer than ROW_BUF. */
+    check_own(g, own, g->c * h * w);
     Py_ssize_t left = x1 * es, mid = (x2 - x1) * es;
     /* Small planes (in cache), paste and fill: copy the whole plane, then overwrite the box
      * rows -- fewer, longer copies. Large planes: copy around the box so each byte is
@@ -679,18 +681,18 @@ static PyObject *dispatch(Geometry *g, unsigned long long dst, unsigned long lon
     Py_RETURN_NONE;
 }
 
-/* dispatch() with the fused finite check (check: float32 / float64 elements, streamed out
- * of place only, where every own element is read in the kernel's pass): returns True when
- * every own element is finite or check is 0, False when one is NaN / Inf (dst written). */
+/* dispatch() with the fused finite check (check: float32 / float64 elements out of place
+ * only, where every own element is read in the kernel's pass or right after it, in cache):
+ * returns True when every own element is finite or check is 0, False when one is NaN / Inf
+ * (dst written). */
 static PyObject *checked_dispatch(Geometry *g, int check, unsigned long long dst,
                                   unsigned long long own, unsigned long long src,
                                   unsigned long long perm, unsigned long long boxes,
                                   unsigned long long scratch, Py_ssize_t b) {
     int bad = 0;
-    if (check && !(g->stream && dst != own && (g->es == 4 || g->es == 8))) {
+    if (check && !(dst != own && (g->es == 4 || g->es == 8))) {
         PyErr_SetString(PyExc_ValueError,
-                        "the finite check runs only when streaming float32 / float64 images out "
-                        "of place");
+                        "the finite check runs only on float32 / float64 images out of place");
         return NULL;
     }
     g->nonfinite = check ? &bad : NULL;
@@ -794,8 +796,8 @@ static PyMethodDef methods[] = {
     {"blend", py_blend, METH_VARARGS,
      "blend(dst, own, perm, weight, scratch, B, C, H, W, es, is_float, stream, check): MixUp of "
      "uint8 (float32 weights) or float32 / float64 images (weights of their dtype), (B,) "
-     "partner weights; returns as paste. check (every op): float32 / float64 images streamed "
-     "out of place only."},
+     "partner weights; returns as paste. check (every op): float32 / float64 images out of "
+     "place only."},
     {NULL, NULL, 0, NULL},
 };
 
