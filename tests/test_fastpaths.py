@@ -432,6 +432,9 @@ def test_native_kernels_reject_bad_boxes_before_writing(monkeypatch):
     ptrs = (x.data_ptr(), x.data_ptr(), x.data_ptr(), pm.data_ptr(), bx.data_ptr(), 0)
     with pytest.raises(ValueError, match="element size must be 1, 2, 4 or 8 bytes, got 3"):
         _fast._native.paste(*ptrs, 3, 3, 8, 8, 3, False, False)
+    with pytest.raises(ValueError, match="in place with a perm needs a one-sample scratch"):
+        _fast._native.paste(*ptrs, 3, 3, 8, 8, 4, False, False)  # scratch 0
+    assert torch.equal(x, before)
     wt = torch.full((3,), 0.5)
     blend_ptrs = (x.data_ptr(), x.data_ptr(), pm.data_ptr(), wt.data_ptr(), 0)
     for es, floating in ((2, True), (4, False)):

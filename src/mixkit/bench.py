@@ -19,8 +19,8 @@ What is timed (B = batch, N = bytes of the batch):
 - ``forward``: the module call ``module(x, labels)`` -> (images, soft targets): draw + finite
   check + apply + labels, the unit the peers are compared on (timm mutates its input in place,
   so it is also compared with mixkit's ``forward(..., inplace=True)``); ``forward unchecked``
-  is the in-place call with ``check_finite=False`` (a full read of the batch less), since no
-  peer checks its input for NaN/Inf.
+  is the in-place call with ``check_finite=False`` (a full read of the batch less: in place
+  the check is a pass of its own), since no peer checks its input for NaN/Inf.
 GB/s counts 2N bytes (one read and one write of the batch) per call.
 """
 
@@ -355,9 +355,11 @@ def render(
         "stores. At 224x224 a box op in place touches only the box pixels. With the C kernels "
         "on (`mixkit.ops._native`), CutMix, nearest ResizeMix, Cutout, ClassMix masks, "
         "segcutmix's label maps, `recursive` (nearest) and MixUp (float32, float64, uint8) "
-        "are one pass per sample in C, and out-of-place outputs of 16 MiB or more (the "
-        "224x224 float rows) are written with non-temporal stores; bilinear resizes run on "
-        "the torch paths.",
+        "are one pass per sample in C; out of place they visit the samples backwards along "
+        "the cycles of the pairing (a sample just read as its own is the next one's partner, "
+        "read again from cache) and check float32 / float64 images for NaN/Inf in the same "
+        "pass, and outputs of 16 MiB or more (the 224x224 float rows) are written with "
+        "non-temporal stores; bilinear resizes run on the torch paths.",
         "",
         "| batch | op | mode | draw µs | apply µs | apply × clone | out= × clone "
         "| inplace × clone | apply GB/s |",
@@ -405,7 +407,9 @@ def render(
             "`same_on_batch=True`. timm mixes its input in place, so mixkit is shown both "
             "returning a new tensor and with `inplace=True`; no peer checks its input for "
             "NaN/Inf, so the `unchecked` columns are the in-place call with `check_finite=False` "
-            "(mixkit's default check reads the whole batch once). Ratio = mixkit time / fastest "
+            "(mixkit's default check reads the whole batch once more in place; out of place the "
+            "C kernels check float32 / float64 images in their own pass). Ratio = mixkit time / "
+            "fastest "
             "peer time (target ≤ 0.33, i.e. ≥ 3× faster). Versions: "
             + ", ".join(f"{k} {v}" for k, v in sorted(versions.items()))
             + ".",

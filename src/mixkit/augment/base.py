@@ -103,7 +103,9 @@ class MixTransform(torch.nn.Module):
         min_visibility: boxes with a smaller visible fraction are dropped.
         generator: CPU ``torch.Generator`` or int seed; None uses torch's global RNG.
         check_finite: ``apply`` raises ValueError for float images/masks holding NaN or
-            Inf (one extra read of the batch); False mixes them as given.
+            Inf (one extra read of the batch, except where a C kernel checks the images in
+            its own pass: float32 / float64 MixUp, CutMix, nearest ResizeMix, Cutout out of
+            place); False mixes them as given.
     """
 
     def __init__(

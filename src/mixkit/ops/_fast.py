@@ -369,9 +369,12 @@ def check_mask(mask: Tensor, shape: tuple[int, int, int]) -> None:
         )
 
 
-def cycle_scratch(images: Tensor) -> Tensor:
-    """The C kernels' one-sample scratch (the saved first sample of each cycle in place)."""
-    return buffer("cycle", (sample_numel(images),), images.dtype, images.device)
+def cycle_scratch(images: Tensor, dst: Tensor) -> int:
+    """Address of the C kernels' one-sample scratch (the saved first sample of each cycle in
+    place); 0 out of place, where the kernels do not use it."""
+    if dst is not images:
+        return 0
+    return buffer("cycle", (sample_numel(images),), images.dtype, images.device).data_ptr()
 
 
 def streamed(images: Tensor, dst: Tensor) -> bool:
@@ -423,14 +426,13 @@ def native_box(
         return dst
     pm = None if perm is None else _index(perm, (b,), "perm")
     src = images if source is None else source
-    scratch = cycle_scratch(src)
     args = (
         dst.data_ptr(),
         images.data_ptr(),
         src.data_ptr(),
         0 if pm is None else pm.data_ptr(),
         bx.data_ptr(),
-        scratch.data_ptr(),
+        cycle_scratch(src, dst),
         b,
         c,
         h,
@@ -453,8 +455,8 @@ def native_mask(images: Tensor, dst: Tensor, mask: Tensor, perm: Tensor) -> Tens
     check_mask(mask, (b, h, w))
     m = mask.to("cpu").contiguous()
     pm = _index(perm, (b,), "perm")
-    scratch = cycle_scratch(images)
-    ptrs = (dst.data_ptr(), images.data_ptr(), pm.data_ptr(), m.data_ptr(), scratch.data_ptr())
+    scratch = cycle_scratch(images, dst)
+    ptrs = (dst.data_ptr(), images.data_ptr(), pm.data_ptr(), m.data_ptr(), scratch)
     _native.mask(*ptrs, b, c, h, w, images.element_size())
     return dst
 
@@ -481,7 +483,7 @@ def native_blend(
     es = images.element_size()
     stream = streamed(images, dst)
     return _native.blend(
-        *ptrs, cycle_scratch(images).data_ptr(), b, c, h, w, es, floating, stream, check
+        *ptrs, cycle_scratch(images, dst), b, c, h, w, es, floating, stream, check
     )
 
 
@@ -590,21 +592,19 @@ def mixup_into(
     ``check_finite``: ValueError (``NONFINITE``) when float images hold NaN / Inf, checked in
     the C kernel's own pass out of place (dst, never the images, has then been written; see
     ``fused_check``), else before mixing."""
-    # torch.rsub(t, 1) is 1 - t without Tensor.__rsub__'s Python wrapper.
-    weight = torch.rsub(lam.to(blend_dtype(lam.dtype, images.dtype)), 1).to(images.device)
-    weight = weight.view(-1, 1, 1, 1).to(
-        images.dtype if images.is_floating_point() else torch.float32
-    )
+    wdtype = images.dtype if images.is_floating_point() else torch.float32
+    # torch.rsub(t, 1) is 1 - t without Tensor.__rsub__'s Python wrapper; (B,) weights.
+    flat = torch.rsub(lam.to(blend_dtype(lam.dtype, images.dtype)), 1).to(images.device, wdtype)
     native = images.dtype in BLEND_DTYPES and native_ok(images, dst)
     fused = fused_check(images, dst, native, check_finite)
     if native:
-        if not native_blend(images, dst, weight, perm, fused):
+        if not native_blend(images, dst, flat, perm, fused):
             raise ValueError(NONFINITE.format(name="images"))
         return dst
+    weight = flat.view(-1, 1, 1, 1)
     if images.is_floating_point() and loop_ok(images):
         # Large samples: one blend per sample reading the partner where it lies (no partner
         # copy); in place along the cycles of perm, no full-batch partner snapshot.
-        flat = weight.view(-1)
 
         def one(i: int, own: Tensor, out: Tensor, src: Tensor) -> None:
             lerp_exact(own, src, flat[i], out)

@@ -516,10 +516,13 @@ static void one_sample(const Geometry *g, Py_ssize_t i, byte *dst, const byte *o
     /* Not streamed (a small sample, read again from cache) or rows longer than ROW_BUF. */
     check_own(g, own, g->c * h * w);
     Py_ssize_t left = x1 * es, mid = (x2 - x1) * es;
-    /* Small planes (in cache), paste and fill: copy the whole plane, then overwrite the box
-     * rows -- fewer, longer copies. Large planes: copy around the box so each byte is
-     * written once. */
-    int whole = copy_own && g->op != OP_RESIZE && plane <= (1 << 14);
+    /* Small planes (in cache): copy the whole plane, then overwrite the box rows -- fewer,
+     * longer copies, and no prefetching (per-sample ResizeMix at 128x3x32x32 into a
+     * preallocated batch: 231 us vs 314 us copying around the box with prefetches, median of
+     * 7 interleaved rounds on a 2-core EPYC). Large planes: copy around the box so each byte
+     * is written once, the next box row's source prefetched. */
+    int small = plane <= (1 << 14);
+    int whole = copy_own && small;
     for (Py_ssize_t ch = 0; ch < g->c; ch++) {
         byte *d = dst + ch * plane;
         const byte *o = own + ch * plane;
@@ -532,7 +535,7 @@ static void one_sample(const Geometry *g, Py_ssize_t i, byte *dst, const byte *o
         }
         for (Py_ssize_t r = y1; r < y2; r++) {
             byte *dr = d + r * row;
-            if (r + 1 < y2 && g->op != OP_FILL) { /* the next box row's source, ahead */
+            if (!small && r + 1 < y2 && g->op != OP_FILL) { /* the next box row's source */
                 const byte *nx = g->op == OP_PASTE ? s + (r + 1) * row + left
                                                    : s + g->ry[r + 1 - y1] * g->ws * es;
                 Py_ssize_t len = g->op == OP_PASTE ? mid : g->ws * es;
@@ -662,6 +665,10 @@ static PyObject *dispatch(Geometry *g, unsigned long long dst, unsigned long lon
     const int64_t *p = (const int64_t *)(uintptr_t)perm;
     const int64_t *bx = (const int64_t *)(uintptr_t)boxes;
     if (check_args(p, bx, b, g->h, g->w) < 0) return NULL;
+    if (dst == own && src == own && p && !scratch) { /* in place along the cycles of perm */
+        PyErr_SetString(PyExc_ValueError, "in place with a perm needs a one-sample scratch");
+        return NULL;
+    }
     g->boxes = bx;
     int64_t *axes = NULL;
     if (g->op == OP_RESIZE) {
