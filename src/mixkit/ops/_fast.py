@@ -482,9 +482,7 @@ def native_blend(
     ptrs = (dst.data_ptr(), images.data_ptr(), pm.data_ptr(), wt.data_ptr())
     es = images.element_size()
     stream = streamed(images, dst)
-    return _native.blend(
-        *ptrs, cycle_scratch(images, dst), b, c, h, w, es, floating, stream, check
-    )
+    return _native.blend(*ptrs, cycle_scratch(images, dst), b, c, h, w, es, floating, stream, check)
 
 
 # ----------------------------------------------------------------------------- large samples
