@@ -71,6 +71,7 @@ MALLOC_ENV = {
     "MALLOC_MMAP_THRESHOLD_": "33554432",
     "MALLOC_TRIM_THRESHOLD_": "1073741824",
     "MALLOC_TOP_PAD_": "268435456",
+    "MALLOC_MMAP_MAX_": "0",
 }
 
 
@@ -342,7 +343,11 @@ def render(
         "```",
         "",
         "The `MALLOC_*` variables (on the benchmark command only) keep glibc from trimming and "
-        "unmapping freed memory between calls, which otherwise makes CPU timings noisy. "
+        "unmapping freed memory between calls, which otherwise makes CPU timings noisy; "
+        "`MALLOC_MMAP_MAX_=0` also serves blocks of 32 MiB or more (a 64x3x224x224 float32 "
+        "batch is 38.5 MB) from the heap: glibc otherwise maps each one afresh and "
+        "page-faults it on first touch, and whether it did depended on the process's earlier "
+        "allocations (`clone()` of that batch 4.3-5.1 ms vs 33-35 ms on the machine below). "
         "`--timer cpu` (process CPU time) is for a loaded shared machine; on a quiet machine "
         "use the default wall clock.",
         "",

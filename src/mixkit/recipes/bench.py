@@ -4,7 +4,7 @@ torchvision / kornia when they import. See ``mixkit.bench`` for the protocol.
 Stable CPU numbers: run with glibc's allocator trimming off (on this command only)::
 
     MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=1073741824 \\
-    MALLOC_TOP_PAD_=268435456 mixkit bench --threads 1 --write BENCHMARKS.md
+    MALLOC_TOP_PAD_=268435456 MALLOC_MMAP_MAX_=0 mixkit bench --threads 1 --write BENCHMARKS.md
 """
 
 from __future__ import annotations
