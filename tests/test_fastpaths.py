@@ -336,6 +336,74 @@ def test_sample_by_sample_in_place_follows_the_cycles(dtype, pairing, monkeypatc
             assert_new_out_inplace(f, x, ref)
 
 
+@pytest.fixture
+def torch_threads():
+    """Sets torch's intra-op thread count for the test, restoring it afterwards."""
+    before = torch.get_num_threads()
+    yield torch.set_num_threads
+    torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("threads", [2, 3, 8])
+@pytest.mark.parametrize("pairing", ["cycle", "cycles", "fixed", "flip", "repeated"])
+@pytest.mark.parametrize("stream", [False, True])
+def test_native_kernels_split_between_threads_give_the_same_bytes(
+    threads, pairing, stream, torch_threads, monkeypatch
+):
+    """A batch split between threads (each a range of the visiting order; in place, cycles cut
+    between threads read the cut partner from a copy taken first): the same bytes as the torch
+    reference for every op, new / out= / in place, whatever the pairing; 8 threads for 7
+    samples is one per sample."""
+    require_native()
+    torch_threads(threads)
+    monkeypatch.setattr(_fast, "THREAD_BYTES", 1)
+    monkeypatch.setattr(_fast, "STREAM_BYTES", 1 if stream else 1 << 62)
+    b, h, w = 7, 12, 10
+    x = make_images(b, h, w, torch.float32, seed=71)
+    perm = {
+        "cycle": torch.tensor([3, 6, 0, 5, 1, 2, 4]),  # one 7-cycle
+        "cycles": torch.tensor([2, 0, 1, 4, 5, 3, 6]),  # 3-cycle, 3-cycle, fixed point
+        "fixed": torch.arange(b),
+        "flip": torch.arange(b).flip(0),
+        "repeated": torch.tensor([1, 1, 0, 3, 6, 2, 2]),
+    }[pairing]
+    boxes = CutMix(mode="elem").draw(x.shape, generator=72).boxes
+    boxes[4] = torch.tensor([0, 0, w, h])
+    boxes[5] = torch.tensor([3, 4, 3, 9])  # empty
+    lam = torch.rand(b, generator=torch.Generator().manual_seed(73))
+    mask = torch.rand(b, h, w, generator=torch.Generator().manual_seed(74)) < 0.5
+    src = make_images(b, 5, 17, torch.float32, seed=75)
+    cases = [
+        lambda t, **kw: ops.cutmix(t, boxes, perm, **kw),
+        lambda t, **kw: ops.resizemix(t, boxes, perm, "nearest", **kw),
+        lambda t, **kw: ops.resize_paste(t, src, boxes, "nearest", **kw),
+        lambda t, **kw: ops.cutout(t, boxes, 2.0, **kw),
+        lambda t, **kw: ops.mixup(t, lam, perm, **kw),
+        lambda t, **kw: ops.mask_mix(t, mask, perm, **kw),
+    ]
+    monkeypatch.setattr(_fast, "NATIVE", False)
+    refs = [f(x) for f in cases]
+    monkeypatch.setattr(_fast, "NATIVE", True)
+    assert _fast.native_threads(x) == threads
+    for f, ref in zip(cases, refs, strict=True):
+        assert_new_out_inplace(f, x, ref)
+    for make in (CutMix, ResizeMix, Cutout, MixUp):  # the fused check, in every range
+        params = make(mode="elem").draw(x.shape, generator=76).replace(perm=perm)
+        for i in range(b):
+            y = x.clone()
+            y[i, 2, h - 1, w - 1] = float("nan")
+            with pytest.raises(ValueError, match="images hold NaN or Inf"):
+                apply_images(params, y, check_finite=True)
+
+
+def test_native_threads_argument_is_checked():
+    require_native()
+    x = torch.zeros(2, 1, 4, 4)
+    ptrs = (x.data_ptr(), x.data_ptr(), torch.zeros(2, 4, dtype=torch.long).data_ptr(), 0)
+    with pytest.raises(ValueError, match="threads must be >= 1, got 0"):
+        _fast._native.fill(*ptrs, 2, 1, 4, 4, 4, False, False, 0)
+
+
 @pytest.mark.parametrize("native", [False, True])
 def test_sample_by_sample_rejects_a_perm_out_of_range(native, monkeypatch):
     if native:
@@ -668,7 +736,8 @@ def test_native_kernels_built_without_sse2_give_the_same_bytes(tmp_path, monkeyp
         pytest.skip(f"no C compiler ({cc}) on this machine: the torch paths are used")
     src = Path(_fast.__file__).with_name("_native.c")
     so = tmp_path / f"_native{sysconfig.get_config_var('EXT_SUFFIX')}"
-    flags = ["-O2", "-shared", "-fPIC", "-std=c99", "-fno-fast-math", "-ffp-contract=off"]
+    flags = ["-O2", "-shared", "-fPIC", "-pthread", "-std=c99", "-fno-fast-math"]
+    flags.append("-ffp-contract=off")
     include = f"-I{sysconfig.get_paths()['include']}"
     subprocess.run([cc, *flags, "-U__SSE2__", include, str(src), "-o", str(so)], check=True)
     loader = importlib.machinery.ExtensionFileLoader("mixkit.ops._native", str(so))

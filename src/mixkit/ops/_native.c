@@ -27,7 +27,8 @@
  * In place with a partner from the same batch, the samples are visited along the cycles of
  * perm (each one reads a partner not yet overwritten); only each cycle's first sample is
  * saved, into a one-sample scratch buffer the caller passes. A perm that is not a
- * permutation (a repeated partner) reads from a full copy of the batch instead.
+ * permutation (a repeated partner) reads from a full copy of the batch instead. A batch can
+ * be split between POSIX threads (the caller's `threads`; see run()).
  *
  * Pointers arrive as integers (torch data_ptr()); the Python side checks devices, dtypes,
  * shapes, contiguity and overlaps. perm and boxes are range-checked here, before any write.
@@ -587,79 +588,186 @@ static int is_permutation(const int64_t *perm, Py_ssize_t b) {
     return ok;
 }
 
-/* The whole batch. Returns 0, or -1 when out of memory (GIL not held: no exception set). */
+/* The work of one thread: positions [lo, hi) of a visiting order. Position q mixes sample
+ * idx[q] from the source from[q] (NULL: the fill value, LOCAL: the thread's own scratch, which
+ * holds a copy of idx[q']'s sample taken where snap[q'] is set, the start of a cycle walked
+ * whole by this thread). */
+#define LOCAL ((const byte *)1)
+typedef struct {
+    Geometry g; /* a copy: own resize axes and finite flag */
+    int bad;
+    byte *dst, *scratch;
+    const byte *own;
+    const Py_ssize_t *idx;
+    const byte *const *from;
+    const byte *snap;
+    Py_ssize_t lo, hi, sample;
+    int copy_own;
+} Task;
+
+static void *run_task(void *arg) {
+    Task *t = (Task *)arg;
+    const Geometry *g = &t->g;
+    for (Py_ssize_t q = t->lo; q < t->hi; q++) {
+        Py_ssize_t i = t->idx[q];
+        if (t->snap && t->snap[q]) memcpy(t->scratch, t->own + i * t->sample, (size_t)t->sample);
+        const byte *s = t->from[q] == LOCAL ? t->scratch : t->from[q];
+        one_sample(g, i, t->dst + i * t->sample, t->own + i * t->sample, s, t->copy_own);
+    }
+    if (g->stream) stream_fence(); /* this core's non-temporal stores, before the join */
+    return NULL;
+}
+
+#if !defined(_WIN32)
+#include <pthread.h>
+#define HAVE_THREADS 1
+#endif
+
+/* The whole batch on up to `threads` threads, each a contiguous range of the visiting order.
+ * Out of place, partners from the batch (perm a permutation): backwards along the cycles of
+ * perm (k, then the i with perm[i] = k, ...), so sample k, just read as its own (MixUp, the
+ * fused finite check: all of it), is read as the next sample's partner while still in cache:
+ * the batch comes from memory about once instead of twice. In place, partners from the batch:
+ * forwards along the cycles, each sample reading a partner not yet overwritten; a cycle walked
+ * whole by one thread saves its first sample in that thread's scratch before it starts, and
+ * where a cycle is split between threads the partner of each piece's last sample is copied
+ * before any thread starts. In place with a repeated partner: every source from a copy of
+ * the batch. Returns 0, or -1 when out of memory (GIL not held: no exception set). */
 static int run(Geometry *g, byte *dst, const byte *own, const byte *src, const int64_t *perm,
-               byte *scratch, Py_ssize_t b) {
+               byte *scratch, Py_ssize_t b, Py_ssize_t threads) {
     Py_ssize_t sample = g->c * g->h * g->w * g->es;
     Py_ssize_t ssample = g->c * g->hs * g->ws * g->es;
-    int perm_ok = perm ? is_permutation(perm, b) : 0;
+    Py_ssize_t nt = threads < 1 ? 1 : (threads > b ? b : threads);
+#ifndef HAVE_THREADS
+    nt = 1;
+#endif
+    if (b == 0) return 0;
+    int rc = -1, perm_ok = perm ? is_permutation(perm, b) : 0;
     if (perm_ok < 0) return -1;
-    if (dst != own && src == own && perm_ok) {
-        /* Out of place, partners from the batch: visit the samples backwards along the cycles
-         * of perm (k, then the i with perm[i] = k, ...), so sample k, just read as its own
-         * (MixUp, the fused finite check: all of it), is read as the next sample's partner
-         * while still in cache: the batch comes from memory about once instead of twice. */
-        int64_t *inv = malloc(sizeof(int64_t) * (size_t)(b ? b : 1));
-        byte *seen = calloc((size_t)(b ? b : 1), 1);
-        if (!inv || !seen) {
-            free(inv);
-            free(seen);
-            return -1;
-        }
+    int cycles_in_place = dst == own && src == own && perm_ok;
+    Py_ssize_t *idx = malloc(sizeof(Py_ssize_t) * (size_t)b);
+    const byte **from = malloc(sizeof(const byte *) * (size_t)b);
+    byte *seen = calloc((size_t)b, 1), *snap = cycles_in_place ? calloc((size_t)b, 1) : NULL;
+    byte *copy = NULL, *pre = NULL, *tmp = NULL;
+    Task *tasks = calloc((size_t)nt, sizeof(Task));
+    int64_t *axes = NULL;
+    if (!idx || !from || !seen || !tasks || (cycles_in_place && !snap)) goto done;
+    Py_ssize_t n = 0;
+    if (cycles_in_place) { /* forwards along each cycle from its smallest sample */
+        for (Py_ssize_t start = 0; start < b; start++)
+            for (Py_ssize_t i = start; !seen[i]; i = perm[i]) seen[i] = 1, idx[n++] = i;
+    } else if (dst != own && src == own && perm_ok) { /* backwards: the inverse's cycles */
+        Py_ssize_t *inv = malloc(sizeof(Py_ssize_t) * (size_t)b);
+        if (!inv) goto done;
         for (Py_ssize_t i = 0; i < b; i++) inv[perm[i]] = i;
         for (Py_ssize_t start = 0; start < b; start++)
-            for (Py_ssize_t k = start; !seen[k]; k = inv[k]) {
-                seen[k] = 1;
-                one_sample(g, k, dst + k * sample, own + k * sample, own + perm[k] * ssample, 1);
-            }
+            for (Py_ssize_t k = start; !seen[k]; k = inv[k]) seen[k] = 1, idx[n++] = k;
         free(inv);
-        free(seen);
-        return 0;
+    } else {
+        for (Py_ssize_t i = 0; i < b; i++) idx[i] = i;
     }
-    if (!(dst == own && src == own)) {
-        /* Out of place (the fill value, a separate source, a perm with a repeated partner),
-         * or in place from a separate source. */
-        for (Py_ssize_t i = 0; i < b; i++) {
-            Py_ssize_t s = perm ? perm[i] : i;
-            one_sample(g, i, dst + i * sample, own + i * sample,
-                       src ? src + s * ssample : NULL, dst != own);
-        }
-        return 0;
-    }
-    if (!perm_ok) { /* a repeated partner (or none): read every source from a batch copy */
-        byte *copy = malloc((size_t)(b * sample));
-        if (!copy) return -1;
+    const byte *base = src;
+    if (dst == own && src == own && !cycles_in_place) { /* a repeated partner (or none) */
+        if (!(copy = malloc((size_t)(b * sample)))) goto done;
         memcpy(copy, own, (size_t)(b * sample));
-        for (Py_ssize_t i = 0; i < b; i++)
-            one_sample(g, i, dst + i * sample, own + i * sample,
-                       copy + (perm ? perm[i] : i) * sample, 0);
-        free(copy);
-        return 0;
+        base = copy;
     }
-    byte *seen = calloc((size_t)b, 1);
-    if (!seen) return -1;
-    for (Py_ssize_t start = 0; start < b; start++) {
-        if (seen[start]) continue;
-        Py_ssize_t i = start, last = start;
-        do { seen[i] = 1; last = i; i = perm[i]; } while (i != start);
-        memcpy(scratch, own + start * sample, (size_t)sample); /* read last, by `last` */
-        for (i = start; i != last; i = perm[i])
-            one_sample(g, i, dst + i * sample, own + i * sample, own + perm[i] * sample, 0);
-        one_sample(g, last, dst + last * sample, own + last * sample, scratch, 0);
+    for (Py_ssize_t q = 0; q < b; q++) {
+        Py_ssize_t i = idx[q];
+        from[q] = base ? base + (perm ? perm[i] : i) * ssample : NULL;
     }
+    if (cycles_in_place) {
+        /* Pieces: runs of one cycle inside one thread's range. A whole cycle: its first sample
+         * saved in the thread's scratch (LOCAL); a split one: the partner of the piece's last
+         * sample (in another thread's range) copied into pre before the threads start. */
+        Py_ssize_t npre = 0;
+        for (int pass = 0; pass < 2; pass++) {
+            Py_ssize_t k = 0;
+            for (Py_ssize_t t = 0; t < nt; t++) {
+                Py_ssize_t lo = t * b / nt, hi = (t + 1) * b / nt;
+                for (Py_ssize_t a = lo; a < hi;) {
+                    Py_ssize_t e = a; /* the piece [a, e] */
+                    while (e + 1 < hi && idx[e + 1] == perm[idx[e]]) e++;
+                    if (perm[idx[e]] == idx[a]) { /* the whole cycle */
+                        if (pass) snap[a] = 1, from[e] = LOCAL;
+                    } else if (pass) {
+                        memcpy(pre + k * sample, own + perm[idx[e]] * sample, (size_t)sample);
+                        from[e] = pre + k * sample;
+                        k++;
+                    } else {
+                        npre++;
+                    }
+                    a = e + 1;
+                }
+            }
+            if (!pass && npre && !(pre = malloc((size_t)(npre * sample)))) goto done;
+        }
+        if (nt > 1 && !(tmp = malloc((size_t)((nt - 1) * sample)))) goto done;
+    }
+    if (g->op == OP_RESIZE) { /* each thread's index rows */
+        Py_ssize_t len = g->h + g->w + 2;
+        if (!(axes = malloc(sizeof(int64_t) * (size_t)(nt * len)))) goto done;
+    }
+    for (Py_ssize_t t = 0; t < nt; t++) {
+        Task *k = &tasks[t];
+        k->g = *g;
+        k->g.nonfinite = g->nonfinite ? &k->bad : NULL;
+        if (axes) {
+            k->g.ry = axes + t * (g->h + g->w + 2);
+            k->g.rx = k->g.ry + g->h + 1;
+        }
+        k->dst = dst, k->own = own, k->idx = idx, k->from = from, k->snap = snap;
+        k->scratch = t == 0 ? scratch : (tmp ? tmp + (t - 1) * sample : NULL);
+        k->lo = t * b / nt, k->hi = (t + 1) * b / nt, k->sample = sample;
+        k->copy_own = dst != own;
+    }
+#ifdef HAVE_THREADS
+    pthread_t *ids = nt > 1 ? malloc(sizeof(pthread_t) * (size_t)nt) : NULL;
+    byte *started = nt > 1 ? calloc((size_t)nt, 1) : NULL;
+    for (Py_ssize_t t = 1; t < nt && ids && started; t++)
+        started[t] = pthread_create(&ids[t], NULL, run_task, &tasks[t]) == 0;
+    run_task(&tasks[0]);
+    for (Py_ssize_t t = 1; t < nt; t++) {
+        if (ids && started && started[t])
+            pthread_join(ids[t], NULL);
+        else
+            run_task(&tasks[t]); /* not started: run it here */
+    }
+    free(ids);
+    free(started);
+#else
+    for (Py_ssize_t t = 0; t < nt; t++) run_task(&tasks[t]);
+#endif
+    for (Py_ssize_t t = 0; t < nt; t++)
+        if (g->nonfinite && tasks[t].bad) *g->nonfinite = 1;
+    rc = 0;
+done:
+    free(idx);
+    free((void *)from);
     free(seen);
-    return 0;
+    free(snap);
+    free(copy);
+    free(pre);
+    free(tmp);
+    free(tasks);
+    free(axes);
+    return rc;
 }
 
 static PyObject *dispatch(Geometry *g, unsigned long long dst, unsigned long long own,
                           unsigned long long src, unsigned long long perm,
-                          unsigned long long boxes, unsigned long long scratch, Py_ssize_t b) {
+                          unsigned long long boxes, unsigned long long scratch, Py_ssize_t b,
+                          Py_ssize_t threads) {
     if (g->c < 0 || g->h < 0 || g->w < 0 || b < 0) {
         PyErr_SetString(PyExc_ValueError, "sizes must be non-negative");
         return NULL;
     }
     if (g->es != 1 && g->es != 2 && g->es != 4 && g->es != 8) {
         PyErr_Format(PyExc_ValueError, "element size must be 1, 2, 4 or 8 bytes, got %zd", g->es);
+        return NULL;
+    }
+    if (threads < 1) {
+        PyErr_Format(PyExc_ValueError, "threads must be >= 1, got %zd", threads);
         return NULL;
     }
     const int64_t *p = (const int64_t *)(uintptr_t)perm;
@@ -670,20 +778,11 @@ static PyObject *dispatch(Geometry *g, unsigned long long dst, unsigned long lon
         return NULL;
     }
     g->boxes = bx;
-    int64_t *axes = NULL;
-    if (g->op == OP_RESIZE) {
-        axes = malloc(sizeof(int64_t) * (size_t)(g->h + g->w + 2));
-        if (!axes) return PyErr_NoMemory();
-        g->ry = axes;
-        g->rx = axes + g->h + 1;
-    }
     int rc;
     Py_BEGIN_ALLOW_THREADS
     rc = run(g, (byte *)(uintptr_t)dst, (const byte *)(uintptr_t)own,
-             (const byte *)(uintptr_t)src, p, (byte *)(uintptr_t)scratch, b);
-    if (g->stream) stream_fence(); /* order the non-temporal stores before returning */
+             (const byte *)(uintptr_t)src, p, (byte *)(uintptr_t)scratch, b, threads);
     Py_END_ALLOW_THREADS
-    free(axes);
     if (rc < 0) return PyErr_NoMemory();
     Py_RETURN_NONE;
 }
@@ -695,7 +794,7 @@ static PyObject *dispatch(Geometry *g, unsigned long long dst, unsigned long lon
 static PyObject *checked_dispatch(Geometry *g, int check, unsigned long long dst,
                                   unsigned long long own, unsigned long long src,
                                   unsigned long long perm, unsigned long long boxes,
-                                  unsigned long long scratch, Py_ssize_t b) {
+                                  unsigned long long scratch, Py_ssize_t b, Py_ssize_t threads) {
     int bad = 0;
     if (check && !(dst != own && (g->es == 4 || g->es == 8))) {
         PyErr_SetString(PyExc_ValueError,
@@ -703,7 +802,7 @@ static PyObject *checked_dispatch(Geometry *g, int check, unsigned long long dst
         return NULL;
     }
     g->nonfinite = check ? &bad : NULL;
-    PyObject *res = dispatch(g, dst, own, src, perm, boxes, scratch, b);
+    PyObject *res = dispatch(g, dst, own, src, perm, boxes, scratch, b, threads);
     if (!res) return NULL;
     Py_DECREF(res);
     return PyBool_FromLong(!bad);
@@ -714,12 +813,13 @@ static PyObject *py_paste(PyObject *self, PyObject *args) {
     Py_ssize_t b;
     Geometry g = {.op = OP_PASTE};
     int check = 0;
-    if (!PyArg_ParseTuple(args, "KKKKKKnnnnnpp", &dst, &own, &src, &perm, &boxes, &scratch, &b,
-                          &g.c, &g.h, &g.w, &g.es, &g.stream, &check))
+    Py_ssize_t threads = 1;
+    if (!PyArg_ParseTuple(args, "KKKKKKnnnnnpp|n", &dst, &own, &src, &perm, &boxes, &scratch, &b,
+                          &g.c, &g.h, &g.w, &g.es, &g.stream, &check, &threads))
         return NULL;
     g.hs = g.h;
     g.ws = g.w;
-    return checked_dispatch(&g, check, dst, own, src, perm, boxes, scratch, b);
+    return checked_dispatch(&g, check, dst, own, src, perm, boxes, scratch, b, threads);
 }
 
 static PyObject *py_resize(PyObject *self, PyObject *args) {
@@ -727,14 +827,16 @@ static PyObject *py_resize(PyObject *self, PyObject *args) {
     Py_ssize_t b;
     Geometry g = {.op = OP_RESIZE};
     int check = 0;
-    if (!PyArg_ParseTuple(args, "KKKKKKnnnnnnnpp", &dst, &own, &src, &perm, &boxes, &scratch,
-                          &b, &g.c, &g.h, &g.w, &g.hs, &g.ws, &g.es, &g.stream, &check))
+    Py_ssize_t threads = 1;
+    if (!PyArg_ParseTuple(args, "KKKKKKnnnnnnnpp|n", &dst, &own, &src, &perm, &boxes, &scratch,
+                          &b, &g.c, &g.h, &g.w, &g.hs, &g.ws, &g.es, &g.stream, &check,
+                          &threads))
         return NULL;
     if (g.hs <= 0 || g.ws <= 0) {
         PyErr_SetString(PyExc_ValueError, "the source must have a positive height and width");
         return NULL;
     }
-    return checked_dispatch(&g, check, dst, own, src, perm, boxes, scratch, b);
+    return checked_dispatch(&g, check, dst, own, src, perm, boxes, scratch, b, threads);
 }
 
 static PyObject *py_fill(PyObject *self, PyObject *args) {
@@ -742,26 +844,28 @@ static PyObject *py_fill(PyObject *self, PyObject *args) {
     Py_ssize_t b;
     Geometry g = {.op = OP_FILL};
     int check = 0;
-    if (!PyArg_ParseTuple(args, "KKKKnnnnnpp", &dst, &own, &boxes, &value, &b, &g.c, &g.h, &g.w,
-                          &g.es, &g.stream, &check))
+    Py_ssize_t threads = 1;
+    if (!PyArg_ParseTuple(args, "KKKKnnnnnpp|n", &dst, &own, &boxes, &value, &b, &g.c, &g.h,
+                          &g.w, &g.es, &g.stream, &check, &threads))
         return NULL;
     g.hs = g.h;
     g.ws = g.w;
     g.value = (const byte *)(uintptr_t)value;
-    return checked_dispatch(&g, check, dst, own, 0, 0, boxes, 0, b);
+    return checked_dispatch(&g, check, dst, own, 0, 0, boxes, 0, b, threads);
 }
 
 static PyObject *py_mask(PyObject *self, PyObject *args) {
     unsigned long long dst, own, perm, mask, scratch;
     Py_ssize_t b;
     Geometry g = {.op = OP_MASK};
-    if (!PyArg_ParseTuple(args, "KKKKKnnnnn", &dst, &own, &perm, &mask, &scratch, &b, &g.c,
-                          &g.h, &g.w, &g.es))
+    Py_ssize_t threads = 1;
+    if (!PyArg_ParseTuple(args, "KKKKKnnnnn|n", &dst, &own, &perm, &mask, &scratch, &b, &g.c,
+                          &g.h, &g.w, &g.es, &threads))
         return NULL;
     g.hs = g.h;
     g.ws = g.w;
     g.mask = (const byte *)(uintptr_t)mask;
-    return dispatch(&g, dst, own, own, perm, 0, scratch, b);
+    return dispatch(&g, dst, own, own, perm, 0, scratch, b, threads);
 }
 
 static PyObject *py_blend(PyObject *self, PyObject *args) {
@@ -769,8 +873,9 @@ static PyObject *py_blend(PyObject *self, PyObject *args) {
     Py_ssize_t b;
     int check = 0;
     Geometry g = {.op = OP_BLEND};
-    if (!PyArg_ParseTuple(args, "KKKKKnnnnnppp", &dst, &own, &perm, &weight, &scratch, &b, &g.c,
-                          &g.h, &g.w, &g.es, &g.is_float, &g.stream, &check))
+    Py_ssize_t threads = 1;
+    if (!PyArg_ParseTuple(args, "KKKKKnnnnnppp|n", &dst, &own, &perm, &weight, &scratch, &b,
+                          &g.c, &g.h, &g.w, &g.es, &g.is_float, &g.stream, &check, &threads))
         return NULL;
     if (check && !g.is_float) {
         PyErr_SetString(PyExc_ValueError, "the finite check takes float images");
@@ -784,7 +889,7 @@ static PyObject *py_blend(PyObject *self, PyObject *args) {
     g.hs = g.h;
     g.ws = g.w;
     g.weight = (const void *)(uintptr_t)weight;
-    return checked_dispatch(&g, check, dst, own, own, perm, 0, scratch, b);
+    return checked_dispatch(&g, check, dst, own, own, perm, 0, scratch, b, threads);
 }
 
 static PyMethodDef methods[] = {
