@@ -347,7 +347,7 @@ def render(
         "`MALLOC_MMAP_MAX_=0` also serves blocks of 32 MiB or more (a 64x3x224x224 float32 "
         "batch is 38.5 MB) from the heap: glibc otherwise maps each one afresh and "
         "page-faults it on first touch, and whether it did depended on the process's earlier "
-        "allocations (`clone()` of that batch 4.3-5.1 ms vs 33-35 ms on the machine below). "
+        "allocations (`clone()` of that batch 4.3-5.1 ms vs 33-35 ms on the machine named above). "
         "`--timer cpu` (process CPU time) is for a loaded shared machine; on a quiet machine "
         "use the default wall clock.",
         "",
