@@ -300,32 +300,44 @@ def test_ops_identical_to_reference(dtype, block_bytes):
     assert_identical(ops.blend(x, partner, wf), ref)
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("pairing", ["cycles", "fixed", "flip", "repeated"])
-def test_sample_by_sample_in_place_follows_the_cycles(dtype, pairing, monkeypatch):
-    """In place, large samples are mixed along the cycles of perm (one saved region per
-    cycle); a perm with a repeated partner falls back to the block path. Same bytes."""
-    b, h, w = 7, 12, 10
-    x = make_images(b, h, w, dtype, seed=11)
-    perm = {
-        "cycles": torch.tensor([2, 0, 1, 4, 5, 3, 6]),  # a 3-cycle, a 3-cycle, a fixed point
-        "fixed": torch.arange(b),
-        "flip": torch.arange(b).flip(0),
-        "repeated": torch.tensor([1, 1, 0, 3, 6, 2, 2]),
-    }[pairing]
-    boxes = CutMix(mode="elem").draw(x.shape, generator=12).boxes
+# Partners for a batch of 7 samples, every shape of permutation (and one that is not).
+PAIRINGS_7 = {
+    "cycle": [3, 6, 0, 5, 1, 2, 4],  # one 7-cycle
+    "cycles": [2, 0, 1, 4, 5, 3, 6],  # a 3-cycle, a 3-cycle, a fixed point
+    "fixed": list(range(7)),
+    "flip": list(range(6, -1, -1)),
+    "repeated": [1, 1, 0, 3, 6, 2, 2],
+}
+
+
+def pairing_cases(x: torch.Tensor, perm: torch.Tensor, seed: int) -> list:
+    """Every pixel op on a (7, C, H, W) batch with partners ``perm``: per-sample boxes (one
+    the whole image, one empty), MixUp weights, a mask, a separate source of another size."""
+    b, _, h, w = x.shape
+    boxes = CutMix(mode="elem").draw(x.shape, generator=seed).boxes
     boxes[4] = torch.tensor([0, 0, w, h])  # the whole image
     boxes[5] = torch.tensor([3, 4, 3, 9])  # empty
-    lam = torch.rand(b, generator=torch.Generator().manual_seed(13))
-    mask = torch.rand(b, h, w, generator=torch.Generator().manual_seed(14)) < 0.5
-    cases = [
+    lam = torch.rand(b, generator=torch.Generator().manual_seed(seed + 1))
+    mask = torch.rand(b, h, w, generator=torch.Generator().manual_seed(seed + 2)) < 0.5
+    src = make_images(b, 5, 17, x.dtype, seed=seed + 3)
+    return [
         lambda t, **kw: ops.cutmix(t, boxes, perm, **kw),
         lambda t, **kw: ops.resizemix(t, boxes, perm, "nearest", **kw),
         lambda t, **kw: ops.resizemix(t, boxes, perm, "bilinear", **kw),
+        lambda t, **kw: ops.resize_paste(t, src, boxes, "nearest", **kw),
         lambda t, **kw: ops.cutout(t, boxes, 2.0, **kw),
         lambda t, **kw: ops.mixup(t, lam, perm, **kw),
         lambda t, **kw: ops.mask_mix(t, mask, perm, **kw),
     ]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("pairing", list(PAIRINGS_7))
+def test_sample_by_sample_in_place_follows_the_cycles(dtype, pairing, monkeypatch):
+    """In place, large samples are mixed along the cycles of perm (one saved region per
+    cycle); a perm with a repeated partner falls back to the block path. Same bytes."""
+    x = make_images(7, 12, 10, dtype, seed=11)
+    cases = pairing_cases(x, torch.tensor(PAIRINGS_7[pairing]), seed=12)
     monkeypatch.setattr(_fast, "NATIVE", False)
     refs = [f(x) for f in cases]  # the block path (samples below LOOP_BYTES)
     paths = [("loop", False)] + ([("native", True)] if _fast._native is not None else [])
@@ -345,7 +357,7 @@ def torch_threads():
 
 
 @pytest.mark.parametrize("threads", [2, 3, 8])
-@pytest.mark.parametrize("pairing", ["cycle", "cycles", "fixed", "flip", "repeated"])
+@pytest.mark.parametrize("pairing", list(PAIRINGS_7))
 @pytest.mark.parametrize("stream", [False, True])
 def test_native_kernels_split_between_threads_give_the_same_bytes(
     threads, pairing, stream, torch_threads, monkeypatch
@@ -360,27 +372,8 @@ def test_native_kernels_split_between_threads_give_the_same_bytes(
     monkeypatch.setattr(_fast, "STREAM_BYTES", 1 if stream else 1 << 62)
     b, h, w = 7, 12, 10
     x = make_images(b, h, w, torch.float32, seed=71)
-    perm = {
-        "cycle": torch.tensor([3, 6, 0, 5, 1, 2, 4]),  # one 7-cycle
-        "cycles": torch.tensor([2, 0, 1, 4, 5, 3, 6]),  # 3-cycle, 3-cycle, fixed point
-        "fixed": torch.arange(b),
-        "flip": torch.arange(b).flip(0),
-        "repeated": torch.tensor([1, 1, 0, 3, 6, 2, 2]),
-    }[pairing]
-    boxes = CutMix(mode="elem").draw(x.shape, generator=72).boxes
-    boxes[4] = torch.tensor([0, 0, w, h])
-    boxes[5] = torch.tensor([3, 4, 3, 9])  # empty
-    lam = torch.rand(b, generator=torch.Generator().manual_seed(73))
-    mask = torch.rand(b, h, w, generator=torch.Generator().manual_seed(74)) < 0.5
-    src = make_images(b, 5, 17, torch.float32, seed=75)
-    cases = [
-        lambda t, **kw: ops.cutmix(t, boxes, perm, **kw),
-        lambda t, **kw: ops.resizemix(t, boxes, perm, "nearest", **kw),
-        lambda t, **kw: ops.resize_paste(t, src, boxes, "nearest", **kw),
-        lambda t, **kw: ops.cutout(t, boxes, 2.0, **kw),
-        lambda t, **kw: ops.mixup(t, lam, perm, **kw),
-        lambda t, **kw: ops.mask_mix(t, mask, perm, **kw),
-    ]
+    perm = torch.tensor(PAIRINGS_7[pairing])
+    cases = pairing_cases(x, perm, seed=72)
     monkeypatch.setattr(_fast, "NATIVE", False)
     refs = [f(x) for f in cases]
     monkeypatch.setattr(_fast, "NATIVE", True)
