@@ -76,7 +76,7 @@ STREAM_BYTES = 1 << 24
 
 # The C kernels split a batch between up to ``torch.get_num_threads()`` threads, one per this
 # many bytes of output: starting a thread costs ~0.1 ms on a 2-core VM, so a 1.5 MB CIFAR
-# batch stays on one (2 threads were 2-3x slower there), while 64x3x224x224 float32 (38.5 MB)
+# batch stays on one (2 threads were 1.8-2.6x slower there), while 64x3x224x224 float32 (38.5 MB)
 # uses up to 4 (per-sample MixUp into a preallocated batch, 2 threads: 3.3 ms vs 4.9 ms).
 THREAD_BYTES = 1 << 23
 
