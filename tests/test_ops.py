@@ -61,6 +61,26 @@ class TestSampleBeta:
         assert bool(((a < 1e-3) | (a > 1 - 1e-3)).all())
         assert 0.4 < float((a > 0.5).double().mean()) < 0.6
 
+    @pytest.mark.parametrize("alpha, beta", [(1.0, None), (0.2, None), (1e-6, None), (2.0, 0.5)])
+    def test_bytes_and_stream_match_the_torch_formula(self, alpha, beta):
+        """The draw is Ga / (Ga + Gb) (a coin where both gammas sit at the float64 floor),
+        written here with torch ops: the same bytes, and the generator left at the same
+        position (the arithmetic runs in numpy, the draws do not change)."""
+        b = alpha if beta is None else beta
+        g = _gen(5)
+        ga = torch._standard_gamma(torch.full((300,), alpha, dtype=torch.float64), generator=g)
+        gb = torch._standard_gamma(torch.full((300,), b, dtype=torch.float64), generator=g)
+        coin = (torch.rand(300, dtype=torch.float64, generator=g) < 0.5).double()
+        floor = torch.finfo(torch.float64).tiny
+        both = (ga <= floor) & (gb <= floor)
+        ref = torch.where(both, coin, ga / (ga + gb).clamp_min(floor))
+        g2 = _gen(5)
+        got = ops.sample_beta(alpha, 300, g2, beta)
+        assert got.dtype == torch.float64 and got.numpy().tobytes() == ref.numpy().tobytes()
+        assert torch.equal(torch.rand(4, generator=g), torch.rand(4, generator=g2))
+        if alpha == 1e-6:
+            assert bool(both.any())  # the coin branch is exercised
+
 
 class TestSamplePairing:
     @pytest.mark.parametrize("n", [1, 2, 7, 8])
