@@ -54,6 +54,11 @@ typedef unsigned char byte;
  * 64x3x224x224 float32 with a half-area box, on a 2-core EPYC: 2 rows 3.3 ms, 4 rows 2.8 ms,
  * 8 rows 3.2 ms, 16 rows 3.7 ms). */
 #define AHEAD 4
+/* Prefetch distance of the streamed float MixUp, in bytes, on both sources (an interleaved
+ * A/B of 64x3x224x224 float32 into a preallocated batch on a 2-core EPYC, medians of 9
+ * rounds: no prefetch 4.33 / 4.88 ms in two runs, 1024 bytes 3.92 / 4.61 ms; 512, 768, 1536
+ * and 2048 bytes gained less). Prefetching past the end of a buffer does not fault. */
+#define BLEND_AHEAD 1024
 
 /* The element loops also get an AVX2 build, picked at load time by the CPU (GCC function
  * multiversioning, x86-64 Linux only); AVX2 has no FMA, so results do not change. */
@@ -279,6 +284,10 @@ static void blend_elems(const Geometry *g, Py_ssize_t i, byte *dst, const byte *
         }                                                                                 \
         if (small)                                                                        \
             for (; k + VEC <= n; k += VEC) {                                              \
+                if (!((k * (Py_ssize_t)sizeof(T)) & 63)) { /* once per cache line */      \
+                    PREFETCH((const char *)(x + k) + BLEND_AHEAD);                        \
+                    PREFETCH((const char *)(pv + k) + BLEND_AHEAD);                       \
+                }                                                                         \
                 V vx = PFX##_loadu_##SFX(x + k);                                          \
                 V dv = PFX##_sub_##SFX(PFX##_loadu_##SFX(pv + k), vx);                    \
                 PFX##_stream_##SFX(d + k, PFX##_add_##SFX(vx, PFX##_mul_##SFX(c, dv)));   \
@@ -286,6 +295,10 @@ static void blend_elems(const Geometry *g, Py_ssize_t i, byte *dst, const byte *
             }                                                                             \
         else                                                                              \
             for (; k + VEC <= n; k += VEC) {                                              \
+                if (!((k * (Py_ssize_t)sizeof(T)) & 63)) {                                \
+                    PREFETCH((const char *)(x + k) + BLEND_AHEAD);                        \
+                    PREFETCH((const char *)(pv + k) + BLEND_AHEAD);                       \
+                }                                                                         \
                 V vx = PFX##_loadu_##SFX(x + k), vp = PFX##_loadu_##SFX(pv + k);          \
                 V dv = PFX##_sub_##SFX(vp, vx);                                           \
                 PFX##_stream_##SFX(d + k, PFX##_add_##SFX(vp, PFX##_mul_##SFX(c, dv)));   \
