@@ -527,7 +527,8 @@ static void one_sample(const Geometry *g, Py_ssize_t i, byte *dst, const byte *o
         box_sample_stream(g, x1, y1, x2, y2, dst, own, src);
         return;
     }
-    /* Not streamed (a small sample, read again from cache) or rows longer than ROW_BUF. */
+    /* Not streamed (a small sample: checked first, then mixed from cache) or rows longer
+     * than ROW_BUF. */
     check_own(g, own, g->c * h * w);
     Py_ssize_t left = x1 * es, mid = (x2 - x1) * es;
     /* Small planes (in cache): copy the whole plane, then overwrite the box rows -- fewer,
