@@ -414,8 +414,7 @@ def render(
             "NaN/Inf, so the `unchecked` columns are the in-place call with `check_finite=False` "
             "(mixkit's default check reads the whole batch once more in place; out of place the "
             "C kernels check float32 / float64 images in their own pass). Ratio = mixkit time / "
-            "fastest "
-            "peer time (target ≤ 0.33, i.e. ≥ 3× faster). Versions: "
+            "fastest peer time (target ≤ 0.33, i.e. ≥ 3× faster). Versions: "
             + ", ".join(f"{k} {v}" for k, v in sorted(versions.items()))
             + ".",
             "",

@@ -59,8 +59,7 @@ def _mix(
     present = _present(params)
     kinds = present - {Kind.NONE}
     # One mixer: its fast path checks the images, in the C kernel's own pass where it can.
-    single = len(kinds) == 1 and not (Kind.MASK in kinds or (Kind.FILL in kinds and fill is None))
-    if check_finite and not single:
+    if check_finite and len(kinds) != 1:
         _fast.check_finite_images(x)
     if not kinds:
         return _fast.copy_into(x, dst)
@@ -76,7 +75,7 @@ def _mix(
             return _fast.mixup_into(x, dst, lam, params.perm, check_finite)
         if k == Kind.MASK:
             mask = params.mask if active is None else params.mask & active.view(-1, 1, 1)
-            return _fast.mask_into(x, dst, mask, params.perm)
+            return _fast.mask_into(x, dst, mask, params.perm, check_finite)
         boxes = params.boxes if active is None else params.boxes * active.view(-1, 1)
         if k == Kind.CROP:
             return _fast.paste_into(x, dst, boxes, params.perm, None, check_finite)
@@ -84,6 +83,8 @@ def _mix(
             mode = params.resize_mode
             return _fast.resize_into(x, dst, boxes, mode, params.perm, None, check_finite)
         if fill is None:
+            if check_finite:
+                _fast.check_finite_images(x)
             return _fast.copy_into(x, dst)
         return _fast.fill_into(x, dst, boxes, fill, check_finite)
     return _mix_general(params, x, dst, fill, present)

@@ -223,7 +223,8 @@ class MixTransform(torch.nn.Module):
         self._check_inputs(params, finite_later=True, images=images, labels=labels, masks=masks)
         mixed_images = None
         if images is not None:  # out=: preallocated result; inplace: overwrite images
-            # The images' finite check runs in apply_images (fused into a streamed MixUp).
+            # The images' finite check runs in apply_images (fused into the C kernels' pass
+            # where they can).
             mixed_images = apply_images(
                 params, images, out=out, inplace=inplace, check_finite=self.check_finite
             )

@@ -721,8 +721,13 @@ def fill_into(
     return mix_blocks(images, dst, weight, True, lambda s, e: fill)
 
 
-def mask_into(images: Tensor, dst: Tensor, mask: Tensor, perm: Tensor) -> Tensor:
-    """Partner pixels where the (B, H, W) bool ``mask`` is True."""
+def mask_into(
+    images: Tensor, dst: Tensor, mask: Tensor, perm: Tensor, check_finite: bool = False
+) -> Tensor:
+    """Partner pixels where the (B, H, W) bool ``mask`` is True. ``check_finite``: the
+    images are checked before mixing (the mask kernel has no fused check)."""
+    if check_finite:
+        check_finite_images(images)
     if native_ok(images, dst):
         return native_mask(images, dst, mask, perm)
     weight = mask_weight(mask, images.dtype, images.device)

@@ -435,9 +435,7 @@ static void blend_sample(const Geometry *g, Py_ssize_t i, byte *dst, const byte 
         Py_ssize_t m = n - off < chunk ? n - off : chunk;
         blend_elems(g, i, buf, own + off * es, src + off * es, m);
         stream_bytes(dst + off * es, buf, (size_t)(m * es));
-        /* the chunk of own just read, still in cache */
-        if (g->nonfinite && g->is_float && any_nonfinite(own + off * es, m, es))
-            *g->nonfinite = 1;
+        check_own(g, own + off * es, m); /* the chunk just read, still in cache */
     }
 }
 
