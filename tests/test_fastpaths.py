@@ -35,6 +35,7 @@ from mixkit.augment import (
     apply_images,
     apply_masks,
 )
+from mixkit.augment.apply import mix_class_ids
 from mixkit.augment.base import all_finite
 from mixkit.ops import _fast
 
@@ -790,3 +791,73 @@ def test_native_nearest_index_matches_for_every_box_size(src_hw, monkeypatch):
     ref = ops.resize_paste(x, src, boxes, "nearest")
     monkeypatch.setattr(_fast, "NATIVE", True)
     assert_identical(ops.resize_paste(x, src, boxes, "nearest"), ref)
+
+
+# ----------------------------------------------------------------------------- labels
+def ref_targets(params, labels: torch.Tensor, k: int, smoothing: float) -> torch.Tensor:
+    """Torch reference of mixed class-id targets: one-hot by scatter, smoothing, then ATen's
+    lerp formula with every op rounded (``_fast.lerp_exact``) and ``label_lam``."""
+    t = torch.zeros(labels.shape[0], k).scatter_(1, labels.view(-1, 1), 1.0)
+    t = t * (1.0 - smoothing) + smoothing / k if smoothing else t
+    keep = (params.kind == int(Kind.NONE)) | (params.kind == int(Kind.FILL))
+    w = torch.where(keep, 1.0, params.lam).view(-1, 1)
+    return _fast.lerp_exact(t[params.perm], t, w, torch.empty_like(t))
+
+
+@pytest.mark.parametrize("smoothing", [0.0, 0.1, 0.37])
+@pytest.mark.parametrize("k", [1, 3, 10])
+def test_class_id_targets_match_the_torch_reference(smoothing, k, monkeypatch):
+    """(B,) class ids through forward: the C call (``mix_class_ids``), the numpy path
+    (``MIXKIT_NATIVE=0``) and the torch reference give the same bytes, for every mixer,
+    gated samples (p < 1, weight 1) and Cutout (label kept) included."""
+    require_native()
+    b = 11
+    x = make_images(b, 6, 5, torch.float32, seed=81)
+    mixers = [MixUp(0.4), CutMix(), Cutout(length=3), MixUpCutMix(), ResizeMix()]
+    for seed in range(4):
+        labels = torch.randint(0, k, (b,), generator=torch.Generator().manual_seed(seed))
+        for m in mixers:
+            for p in (1.0, 0.5):
+                m.p, m.num_classes, m.label_smoothing = p, k, smoothing
+                params = m.draw(x.shape, generator=seed)
+                ref = ref_targets(params, labels, k, smoothing)
+                monkeypatch.setattr(_fast, "NATIVE", True)
+                assert mix_class_ids(params, labels, k, smoothing) is not None  # the C call
+                got = m(x, labels, params=params)[1]
+                assert got.dtype == torch.float32 and got.numpy().tobytes() == ref.numpy().tobytes()
+                monkeypatch.setattr(_fast, "NATIVE", False)
+                assert_identical(m(x, labels, params=params)[1], ref)
+
+
+@pytest.mark.parametrize("native", [False, True])
+def test_class_id_targets_reject_ids_out_of_range(native, monkeypatch):
+    monkeypatch.setattr(_fast, "NATIVE", native and _fast._native is not None)
+    m = CutMix(num_classes=4)
+    x = torch.rand(3, 1, 4, 4)
+    for bad, got in (([0, 4, 1], r"\[0, 4\]"), ([-2, 1, 3], r"\[-2, 3\]")):
+        with pytest.raises(ValueError, match=rf"num_classes=4\), got values in {got}"):
+            m(x, torch.tensor(bad))
+
+
+def test_native_targets_rejects_a_perm_out_of_range():
+    require_native()
+    out, labels = torch.empty(2, 3), torch.tensor([0, 1])
+    lam, kind = torch.ones(2), torch.ones(2, dtype=torch.long)
+    perm = torch.tensor([1, 2])
+    ptrs = (out.data_ptr(), labels.data_ptr(), perm.data_ptr(), lam.data_ptr(), kind.data_ptr())
+    with pytest.raises(ValueError, match=r"perm must hold indices in \[0, 2\), got 2 at 1"):
+        _fast._native.targets(*ptrs, 2, 3, 1.0, 0.0)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_mix_targets_numpy_path_is_the_exact_lerp(dtype):
+    """ops.mix_targets on CPU (numpy) equals the torch ``lerp_exact`` of soft targets byte for
+    byte (weights on both sides of 0.5, 0 and 1), and torch.lerp on one-hot rows."""
+    g = torch.Generator().manual_seed(90)
+    soft = torch.softmax(torch.randn(64, 7, generator=g, dtype=dtype), 1)
+    lam = torch.cat([torch.tensor([0.0, 1.0, 0.5]), torch.rand(61, generator=g)]).to(dtype)
+    perm = torch.randperm(64, generator=g)
+    ref = _fast.lerp_exact(soft[perm], soft, lam.view(-1, 1), torch.empty_like(soft))
+    assert_identical(ops.mix_targets(soft, lam, perm), ref)
+    hard = ops.one_hot(torch.randint(0, 7, (64,), generator=g), 7, dtype)
+    assert_identical(ops.mix_targets(hard, lam, perm), torch.lerp(hard[perm], hard, lam[:, None]))

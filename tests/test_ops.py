@@ -121,6 +121,114 @@ class TestSamplePairing:
             ops.sample_pairing(4, "zip", None)
 
 
+# The torch formulas the numpy draws replaced (the generator calls are the same; only the
+# arithmetic on their results moved to numpy): the reference for bytes and stream position.
+def _ref_cycle(n, g):
+    order = torch.randperm(n, generator=g)
+    perm = torch.empty(n, dtype=torch.long)
+    perm[order] = order.roll(-1)
+    return perm
+
+
+def _ref_cut_size(area, height, width):
+    ratio = area.double().clamp(0, 1).sqrt()
+    return (
+        torch.round(ratio * height).long().clamp(0, height),
+        torch.round(ratio * width).long().clamp(0, width),
+    )
+
+
+def _ref_centred(box_h, box_w, height, width, g):
+    n = box_h.shape[0]
+    cy = torch.randint(0, height, (n,), generator=g)
+    cx = torch.randint(0, width, (n,), generator=g)
+    y1, x1 = cy - box_h // 2, cx - box_w // 2
+    boxes = torch.stack([x1, y1, x1 + box_w, y1 + box_h], dim=1)
+    upper = torch.tensor([width, height, width, height])
+    return torch.minimum(boxes.clamp_(min=0), upper)
+
+
+def _ref_inside(box_h, box_w, height, width, g):
+    u = torch.rand(box_h.shape[0], 2, dtype=torch.float64, generator=g)
+    y1 = torch.floor(u[:, 0] * (height - box_h + 1).double()).long()
+    x1 = torch.floor(u[:, 1] * (width - box_w + 1).double()).long()
+    y1, x1 = torch.minimum(y1, height - box_h), torch.minimum(x1, width - box_w)
+    return torch.stack([x1, y1, x1 + box_w, y1 + box_h], dim=1)
+
+
+def _ref_area(boxes, height, width):
+    area = (boxes[:, 2] - boxes[:, 0]).clamp_min(0) * (boxes[:, 3] - boxes[:, 1]).clamp_min(0)
+    return area.double() / float(height * width)
+
+
+def _same(got: torch.Tensor, ref: torch.Tensor) -> bool:
+    return got.dtype == ref.dtype and got.numpy().tobytes() == ref.numpy().tobytes()
+
+
+class TestDrawsMatchTheTorchFormulas:
+    """The draws take their random numbers from torch and do the arithmetic in numpy: the
+    bytes and the generator's position equal those of the torch formulas above."""
+
+    @pytest.mark.parametrize("n", [1, 2, 9, 128])
+    @pytest.mark.parametrize("hw", [(1, 1), (13, 7), (32, 32)])
+    def test_pairing_boxes_and_area(self, n, hw):
+        h, w = hw
+        for seed in range(4):
+            g, r = _gen(seed), _gen(seed)
+            assert _same(ops.sample_pairing(n, "cycle", g), _ref_cycle(n, r))
+            area = torch.cat([torch.tensor([0.0, 1.0, 0.5]), torch.rand(n, generator=_gen(9))])
+            area = area[:n].double()
+            got_h, got_w = ops.cut_size(area, h, w)
+            ref_h, ref_w = _ref_cut_size(area, h, w)
+            assert _same(got_h, ref_h) and _same(got_w, ref_w)
+            centred = ops.sample_boxes_centred(ref_h, ref_w, h, w, g)
+            assert _same(centred, _ref_centred(ref_h, ref_w, h, w, r))
+            inside = ops.sample_boxes_inside(ref_h, ref_w, h, w, g)
+            assert _same(inside, _ref_inside(ref_h, ref_w, h, w, r))
+            assert _same(ops.box_area_fraction(centred, h, w), _ref_area(centred, h, w))
+            u = ops.sample_uniform(0.1, 0.8, n, g)
+            assert _same(u, 0.1 + (0.8 - 0.1) * torch.rand(n, dtype=torch.float64, generator=r))
+            coin = ops.sample_bernoulli(0.3, n, g)
+            assert _same(coin, torch.rand(n, dtype=torch.float64, generator=r) < 0.3)
+            assert torch.equal(torch.rand(3, generator=g), torch.rand(3, generator=r))
+
+    @pytest.mark.parametrize("mode", ["elem", "batch"])
+    @pytest.mark.parametrize("p", [1.0, 0.5])
+    def test_mixer_draws(self, mode, p):
+        """CutMix / ResizeMix / Cutout params from the module equal the torch formulas."""
+        from mixkit.augment import CutMix, Cutout, ResizeMix
+
+        b, h, w = 9, 13, 7
+        n = b if mode == "elem" else 1
+        for seed in range(5):
+            for name in ("cutmix", "cutmix_inside", "resizemix", "cutout"):
+                g = _gen(seed)
+                perm = _ref_cycle(b, g)
+                applied = torch.rand(n, dtype=torch.float64, generator=g) < p
+                if name.startswith("cutmix"):
+                    m = CutMix(2.0, correct_lam=name == "cutmix", mode=mode, p=p)
+                    area = 1 - ops.sample_beta(2.0, n, g)
+                    sides = _ref_cut_size(area, h, w)
+                    place = _ref_centred if name == "cutmix" else _ref_inside
+                    boxes = place(*sides, h, w, g)
+                elif name == "resizemix":
+                    m = ResizeMix(mode=mode, p=p)
+                    tau = 0.1 + (0.8 - 0.1) * torch.rand(n, dtype=torch.float64, generator=g)
+                    bh = torch.round(tau * h).long().clamp(1, h)
+                    bw = torch.round(tau * w).long().clamp(1, w)
+                    boxes = _ref_inside(bh, bw, h, w, g)
+                else:
+                    m = Cutout(length=5, mode=mode, p=p)
+                    side = torch.full((n,), 5, dtype=torch.long)
+                    boxes = _ref_centred(side, side, h, w, g)
+                lam = torch.where(applied, 1 - _ref_area(boxes, h, w), 1.0)
+                boxes = boxes * applied.view(-1, 1)
+                got = m.draw((b, 3, h, w), generator=_gen(seed))
+                assert _same(got.perm, perm)
+                assert _same(got.boxes, boxes.expand(b, 4).contiguous())
+                assert _same(got.lam, lam.expand(b).float().contiguous())
+
+
 class TestSampleBoxes:
     def test_cut_size_rounds(self):
         h, w = ops.cut_size(torch.tensor([0.0, 0.25, 1.0, 0.5]), 10, 15)

@@ -7,6 +7,7 @@ to clip/drop boxes; ``lam`` is the exact kept pixel fraction.
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import torch
@@ -179,6 +180,43 @@ def apply_targets(params: MixParams, targets: Tensor) -> Tensor:
             f"targets must have shape ({params.batch_size}, K), got {tuple(targets.shape)}"
         )
     return ops.mix_targets(targets, params.label_lam, params.perm)
+
+
+@functools.lru_cache(maxsize=64)
+def _smoothed_pair(num_classes: int, smoothing: float) -> tuple[float, float]:
+    """(on, off): the float32 values ``ops.smooth`` gives a one-hot row's class and the other
+    classes, computed by ops.smooth itself so the C kernel uses its exact bytes."""
+    row = ops.smooth(ops.one_hot(torch.zeros(1, dtype=torch.long), num_classes), smoothing)[0]
+    return float(row[0]), float(row[1]) if num_classes > 1 else 0.0
+
+
+def mix_class_ids(
+    params: MixParams, labels: Tensor, num_classes: int, smoothing: float = 0.0
+) -> Tensor | None:
+    """``apply_targets(params, smooth(one_hot(labels)))`` in one C call for (B,) int64 class
+    ids on the CPU (the same bytes: tests/test_fastpaths.py); None where the C kernels are
+    off or the inputs are not of that form (the caller then takes the torch / numpy path).
+    Raises ValueError for an id outside [0, num_classes)."""
+    b = params.batch_size
+    if not (
+        _fast.NATIVE
+        and labels.device.type == "cpu"
+        and labels.dtype == torch.int64
+        and labels.shape == (b,)
+        and labels.is_contiguous()
+        and params.lam.dtype == torch.float32
+        and params.lam.is_contiguous()
+        and params.kind.dtype == torch.int64
+        and params.kind.is_contiguous()
+        and params.perm.dtype == torch.int64
+        and params.perm.is_contiguous()
+    ):
+        return None
+    on, off = _smoothed_pair(num_classes, smoothing)
+    out = torch.empty(b, num_classes)
+    ptrs = (out.data_ptr(), labels.data_ptr(), params.perm.data_ptr(), params.lam.data_ptr())
+    _fast._native.targets(*ptrs, params.kind.data_ptr(), b, num_classes, on, off)
+    return out
 
 
 def apply_masks(params: MixParams, masks: Tensor, ignore_index: int = 255) -> Tensor:

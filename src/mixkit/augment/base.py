@@ -5,12 +5,21 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+import numpy as np
 import torch
 from torch import Tensor
 
 from mixkit import ops
-from mixkit.augment.apply import BoxBatch, apply_boxes, apply_images, apply_masks, apply_targets
+from mixkit.augment.apply import (
+    BoxBatch,
+    apply_boxes,
+    apply_images,
+    apply_masks,
+    apply_targets,
+    mix_class_ids,
+)
 from mixkit.augment.params import Kind, MixParams
+from mixkit.ops import sampling
 from mixkit.ops._fast import NONFINITE, all_finite
 
 __all__ = ["MODES", "Mixed", "MixTransform", "Region", "make_generator"]
@@ -34,13 +43,17 @@ class Mixed(NamedTuple):
 @dataclass
 class Region:
     """What a subclass draws for n independent draws (n = B, or 1 in batch mode):
-    kind (n,) int64, lam (n,) float64, boxes (n, 4) int64 or None, mask (n, H, W) bool or
-    None."""
+    kind (n,) int64, lam (n,) float64, boxes (n, 4) int64 or None (CPU tensors or numpy
+    arrays: the built-in mixers draw in numpy), mask (n, H, W) bool tensor or None."""
 
-    kind: Tensor  # (n,) int64
-    lam: Tensor  # (n,) float64 exact kept fraction
-    boxes: Tensor | None = None  # (n, 4) int64
+    kind: Tensor | np.ndarray  # (n,) int64
+    lam: Tensor | np.ndarray  # (n,) float64 exact kept fraction
+    boxes: Tensor | np.ndarray | None = None  # (n, 4) int64
     mask: Tensor | None = None  # (n, H, W) bool
+
+
+def _tensor(a: np.ndarray | Tensor) -> Tensor:
+    return torch.from_numpy(a) if isinstance(a, np.ndarray) else a
 
 
 def make_generator(generator: torch.Generator | int | None) -> torch.Generator | None:
@@ -173,32 +186,46 @@ class MixTransform(torch.nn.Module):
         b, h, w = batch_hw(batch_shape)
         gen = self.generator if generator is None else make_generator(generator)
         n = b if self.mode == "elem" else 1
-        perm = ops.sample_pairing(b, self.pairing, gen)
-        applied = ops.sample_bernoulli(self.p, n, gen)
-        region = self._draw_region(n, h, w, gen, perm=perm, **context)
+        perm = sampling.draw_pairing(b, self.pairing, gen)
+        applied = sampling.draw_bernoulli(self.p, n, gen)
+        region = self._draw_region(n, h, w, gen, perm=torch.from_numpy(perm), **context)
         return self._finish(region, applied, perm, b, (h, w))
 
     def _finish(
-        self, region: Region, applied: Tensor, perm: Tensor, b: int, size: tuple[int, int]
+        self,
+        region: Region,
+        applied: np.ndarray | Tensor,
+        perm: np.ndarray | Tensor,
+        b: int,
+        size: tuple[int, int],
     ) -> MixParams:
-        def expand(t: Tensor | None) -> Tensor | None:
-            if t is None or t.shape[0] == b:
-                return t
-            return t.expand(b, *t.shape[1:]).clone()
+        """Gate the region with ``applied`` (n,) bool and expand n = 1 draws to the batch of
+        b; perm (b,) int64 (numpy: the same bytes as torch, a fraction of the dispatch
+        cost)."""
+        applied = sampling.as_numpy(applied)
 
-        boxes = region.boxes
-        if boxes is None:
-            boxes = torch.zeros(b, 4, dtype=torch.long)
-        kind, lam, mask = region.kind, region.lam.double(), region.mask
+        def expand(a: np.ndarray) -> Tensor:
+            if a.shape[0] != b:
+                a = np.broadcast_to(a, (b, *a.shape[1:])).copy()
+            return torch.from_numpy(a)
+
+        kind = sampling.as_numpy(region.kind)
+        lam = sampling.as_numpy(region.lam).astype(np.float64)
+        boxes = np.zeros((b, 4), dtype=np.int64)
+        if region.boxes is not None:
+            boxes = sampling.as_numpy(region.boxes)
+        mask = region.mask
         if self.p < 1.0:  # p = 1: every draw is applied, the gating below is the identity
-            kind = torch.where(applied, kind, torch.full_like(kind, Kind.NONE))
-            lam = torch.where(applied, lam, torch.ones_like(lam))
-            boxes = boxes * applied.view(-1, 1)
+            kind = np.where(applied, kind, int(Kind.NONE))
+            lam = np.where(applied, lam, 1.0)
+            boxes = boxes * applied.reshape(-1, 1)
             if mask is not None:
-                mask = mask & applied.view(-1, 1, 1)
+                mask = mask & torch.from_numpy(applied).view(-1, 1, 1)
+        if mask is not None and mask.shape[0] != b:
+            mask = mask.expand(b, *mask.shape[1:]).clone()
         return MixParams(
-            expand(kind), expand(lam).float(), perm, expand(boxes), size, expand(mask),
-            **self._extras(),
+            expand(kind), expand(lam.astype(np.float32)), _tensor(perm), expand(boxes),
+            size, mask, **self._extras(),
         )  # fmt: skip
 
     # ----------------------------------------------------------------- apply
@@ -230,7 +257,7 @@ class MixTransform(torch.nn.Module):
             )
         mixed_labels = None
         if labels is not None:
-            mixed_labels = apply_targets(params, self._as_targets(labels, images))
+            mixed_labels = self._mix_labels(params, labels, images)
         mixed_masks = apply_masks(params, masks, self.ignore_index) if masks is not None else None
         mixed_boxes = None
         if boxes is not None:
@@ -254,6 +281,16 @@ class MixTransform(torch.nn.Module):
             if self.check_finite and name != "labels" and not skip and t.is_floating_point():
                 if not all_finite(t):
                     raise ValueError(NONFINITE.format(name=name))
+
+    def _mix_labels(self, params: MixParams, labels: Tensor, images: Tensor | None) -> Tensor:
+        """(B, K) float32 mixed targets of labels ((B,) ids or (B, K)); CPU class ids in one C
+        call where the targets stay on the CPU."""
+        on_cpu = images is None or not images.is_floating_point() or images.device.type == "cpu"
+        if on_cpu and labels.ndim == 1 and self.num_classes is not None:
+            mixed = mix_class_ids(params, labels, self.num_classes, self.label_smoothing)
+            if mixed is not None:
+                return mixed
+        return apply_targets(params, self._as_targets(labels, images))
 
     def _as_targets(self, labels: Tensor, images: Tensor | None) -> Tensor:
         """Labels ((B,) ids or (B, K)) as (B, K) float targets (smoothed), on the images'

@@ -7,6 +7,7 @@ import dataclasses
 from dataclasses import dataclass
 from enum import IntEnum
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -61,6 +62,10 @@ class MixParams:
     @property
     def label_lam(self) -> Tensor:
         """(B,) float32 weight of the own label: ``lam``, or 1 for NONE and FILL (Cutout)."""
+        if self.kind.device.type == "cpu" and self.lam.device.type == "cpu":  # numpy: cheaper
+            kind, lam = self.kind.numpy(), self.lam.numpy()
+            keep = (kind == int(Kind.NONE)) | (kind == int(Kind.FILL))
+            return torch.from_numpy(np.where(keep, lam.dtype.type(1), lam))
         keep = (self.kind == int(Kind.NONE)) | (self.kind == int(Kind.FILL))
         return self.lam.masked_fill(keep, 1.0)
 

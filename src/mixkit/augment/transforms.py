@@ -5,12 +5,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
 from mixkit import ops
 from mixkit.augment.base import MixTransform, Region, check_alpha, check_fraction
 from mixkit.augment.params import Kind
+from mixkit.ops import sampling
 
 __all__ = [
     "MixUp",
@@ -24,8 +26,15 @@ __all__ = [
 ]
 
 
-def _full(n: int, kind: Kind) -> Tensor:
-    return torch.full((n,), int(kind), dtype=torch.long)
+def _full(n: int, kind: Kind) -> np.ndarray:
+    out = np.empty(n, dtype=np.int64)
+    out.fill(int(kind))
+    return out
+
+
+def _box_region(kind: Kind, boxes: np.ndarray, height: int, width: int) -> Region:
+    """A box region from (n, 4) int64 numpy boxes, λ the kept fraction."""
+    return Region(_full(len(boxes), kind), 1 - sampling.area_fraction(boxes, height, width), boxes)
 
 
 class MixUp(MixTransform):
@@ -36,7 +45,7 @@ class MixUp(MixTransform):
         self.alpha = check_alpha(alpha)
 
     def _draw_region(self, n, height, width, generator, **context) -> Region:
-        return Region(_full(n, Kind.BLEND), ops.sample_beta(self.alpha, n, generator))
+        return Region(_full(n, Kind.BLEND), sampling.draw_beta(self.alpha, n, generator))
 
 
 class CutMix(MixTransform):
@@ -56,14 +65,10 @@ class CutMix(MixTransform):
         self.correct_lam = bool(correct_lam)
 
     def _draw_region(self, n, height, width, generator, **context) -> Region:
-        area = 1 - ops.sample_beta(self.alpha, n, generator)
-        if self.correct_lam:
-            boxes = ops.sample_boxes(area, height, width, generator)
-        else:
-            h, w = ops.cut_size(area, height, width)
-            boxes = ops.sample_boxes_inside(h, w, height, width, generator)
-        lam = 1 - ops.box_area_fraction(boxes, height, width)
-        return Region(_full(n, Kind.CROP), lam, boxes)
+        area = 1 - sampling.draw_beta(self.alpha, n, generator)
+        h, w = sampling.box_sides(area, height, width)
+        place = sampling.draw_boxes_centred if self.correct_lam else sampling.draw_boxes_inside
+        return _box_region(Kind.CROP, place(h, w, height, width, generator), height, width)
 
 
 class ResizeMix(MixTransform):
@@ -96,11 +101,11 @@ class ResizeMix(MixTransform):
         return {"resize_mode": self.interpolation}
 
     def _draw_region(self, n, height, width, generator, **context) -> Region:
-        tau = ops.sample_uniform(self.scope[0], self.scope[1], n, generator)
-        h = torch.round(tau * height).long().clamp(1, height)
-        w = torch.round(tau * width).long().clamp(1, width)
-        boxes = ops.sample_boxes_inside(h, w, height, width, generator)
-        return Region(_full(n, Kind.RESIZE), 1 - ops.box_area_fraction(boxes, height, width), boxes)
+        tau = sampling.draw_uniform(self.scope[0], self.scope[1], n, generator)
+        h = sampling.clamp(np.round(tau * height).astype(np.int64), 1, height)
+        w = sampling.clamp(np.round(tau * width).astype(np.int64), 1, width)
+        boxes = sampling.draw_boxes_inside(h, w, height, width, generator)
+        return _box_region(Kind.RESIZE, boxes, height, width)
 
 
 class Cutout(MixTransform):
@@ -127,9 +132,9 @@ class Cutout(MixTransform):
     def _draw_region(self, n, height, width, generator, **context) -> Region:
         # No clamp of the side to the image: a square larger than the image, centred anywhere
         # and clipped, covers it all (DeVries & Taylor's reference clips only the corners).
-        side = torch.full((n,), self.length, dtype=torch.long)
-        boxes = ops.sample_boxes_centred(side, side, height, width, generator)
-        return Region(_full(n, Kind.FILL), 1 - ops.box_area_fraction(boxes, height, width), boxes)
+        side = np.full(n, self.length, dtype=np.int64)
+        boxes = sampling.draw_boxes_centred(side, side, height, width, generator)
+        return _box_region(Kind.FILL, boxes, height, width)
 
 
 class FMix(MixTransform):
@@ -244,11 +249,13 @@ class RandomChoice(MixTransform):
         for t in self.transforms:
             sub_applied = torch.rand(n, dtype=torch.float64, generator=generator) < t.p
             r = t._draw_region(n, height, width, generator, **context)
-            kind = torch.where(sub_applied, r.kind, torch.full_like(r.kind, int(Kind.NONE)))
+            r_kind, r_lam = torch.as_tensor(r.kind), torch.as_tensor(r.lam)
+            kind = torch.where(sub_applied, r_kind, torch.full_like(r_kind, int(Kind.NONE)))
             lam = torch.where(
-                sub_applied, r.lam.double(), torch.ones_like(r.lam, dtype=torch.float64)
+                sub_applied, r_lam.double(), torch.ones_like(r_lam, dtype=torch.float64)
             )
-            regions.append(Region(kind, lam, r.boxes, r.mask))
+            boxes = None if r.boxes is None else torch.as_tensor(r.boxes)
+            regions.append(Region(kind, lam, boxes, r.mask))
         pick = [choice == i for i in range(len(regions))]
 
         def merge(get, empty):

@@ -47,6 +47,7 @@ import os
 import threading
 from collections.abc import Callable
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -364,6 +365,8 @@ def _index(t: Tensor, shape: tuple[int, ...], name: str) -> Tensor:
     kernels read exactly that many values)."""
     if tuple(t.shape) != shape:
         raise ValueError(f"{name} must have shape {shape}, got {tuple(t.shape)}")
+    if t.dtype == torch.int64 and t.device.type == "cpu" and t.is_contiguous():
+        return t  # already what the kernels read (no dispatch)
     return t.to(device="cpu", dtype=torch.int64).contiguous()
 
 
@@ -476,6 +479,7 @@ def native_mask(images: Tensor, dst: Tensor, mask: Tensor, perm: Tensor) -> Tens
 
 
 BLEND_DTYPES = (torch.uint8, torch.float32, torch.float64)
+NUMPY_FLOATS = {torch.float32: np.float32, torch.float64: np.float64}
 
 
 def native_blend(
@@ -490,7 +494,10 @@ def native_blend(
     b, c, h, w = images.shape
     pm = _index(perm, (b,), "perm")
     floating = images.is_floating_point()
-    wt = weight.to("cpu", images.dtype if floating else torch.float32).contiguous().view(-1)
+    wt = weight.reshape(-1)
+    wdtype = images.dtype if floating else torch.float32
+    if wt.dtype != wdtype or wt.device.type != "cpu" or not wt.is_contiguous():
+        wt = wt.to("cpu", wdtype).contiguous()
     if wt.shape != (b,):
         raise ValueError(f"weight must hold {b} values, got {tuple(weight.shape)}")
     ptrs = (dst.data_ptr(), images.data_ptr(), pm.data_ptr(), wt.data_ptr())
@@ -607,9 +614,15 @@ def mixup_into(
     the C kernel's own pass out of place (dst, never the images, has then been written; see
     ``fused_check``), else before mixing."""
     wdtype = images.dtype if images.is_floating_point() else torch.float32
-    # torch.rsub(t, 1) is 1 - t without Tensor.__rsub__'s Python wrapper; (B,) weights.
-    flat = torch.rsub(lam.to(blend_dtype(lam.dtype, images.dtype)), 1).to(images.device, wdtype)
+    ct = blend_dtype(lam.dtype, images.dtype)
     native = images.dtype in BLEND_DTYPES and native_ok(images, dst)
+    if native and lam.device.type == "cpu" and ct in NUMPY_FLOATS and wdtype in NUMPY_FLOATS:
+        # The same IEEE ops in numpy (1 - lam in ct, then cast), without torch's dispatch.
+        w = 1 - lam.numpy().astype(NUMPY_FLOATS[ct])
+        flat = torch.from_numpy(w.astype(NUMPY_FLOATS[wdtype], copy=False))
+    else:
+        # torch.rsub(t, 1) is 1 - t without Tensor.__rsub__'s Python wrapper; (B,) weights.
+        flat = torch.rsub(lam.to(ct), 1).to(images.device, wdtype)
     fused = fused_check(images, dst, native, check_finite)
     if native:
         if not native_blend(images, dst, flat, perm, fused):

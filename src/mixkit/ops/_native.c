@@ -970,6 +970,49 @@ static PyObject *py_blend(PyObject *self, PyObject *args) {
     return checked_dispatch(&g, check, dst, own, own, perm, 0, scratch, b, threads);
 }
 
+/* Mixed targets of class ids, float32 (B, K): row i is lerp(t[perm[i]], t[i], w_i) with t the
+ * (smoothed) one-hot rows -- `on` at the class, `off` elsewhere, as the caller computed them
+ * with ops.smooth -- and w_i = lam[i], or 1 for kinds NONE (0) and FILL (4) (label_lam). The
+ * lerp is ops.mix_targets' formula, every difference, product and sum rounded to float32
+ * (-ffp-contract=off): (base, coeff) = (partner, w) for w < 0.5, else (own, w - 1). Labels
+ * outside [0, K) and perm outside [0, B) raise ValueError before anything is written. */
+static PyObject *py_targets(PyObject *self, PyObject *args) {
+    unsigned long long dst, labels, perm, lam, kind;
+    Py_ssize_t b, k;
+    float on, off;
+    if (!PyArg_ParseTuple(args, "KKKKKnnff", &dst, &labels, &perm, &lam, &kind, &b, &k, &on,
+                          &off))
+        return NULL;
+    const int64_t *y = (const int64_t *)(uintptr_t)labels, *p = (const int64_t *)(uintptr_t)perm;
+    const int64_t *kd = (const int64_t *)(uintptr_t)kind;
+    const float *lm = (const float *)(uintptr_t)lam;
+    float *out = (float *)(uintptr_t)dst;
+    if (b > 0) {
+        int64_t lo = y[0], hi = y[0];
+        for (Py_ssize_t i = 1; i < b; i++) lo = y[i] < lo ? y[i] : lo, hi = y[i] > hi ? y[i] : hi;
+        if (lo < 0 || hi >= k) {
+            PyErr_Format(PyExc_ValueError,
+                         "labels must be class ids in [0, num_classes=%zd), got values in "
+                         "[%lld, %lld]: num_classes too small?",
+                         k, (long long)lo, (long long)hi);
+            return NULL;
+        }
+    }
+    if (check_args(p, NULL, b, 0, 0) < 0) return NULL;
+    for (Py_ssize_t i = 0; i < b; i++) {
+        float w = (kd[i] == 0 || kd[i] == 4) ? 1.0f : lm[i];
+        int small = w < 0.5f;
+        float coeff = small ? w : w - 1.0f;
+        int64_t own = y[i], partner = y[p[i]];
+        float *row = out + i * k;
+        for (Py_ssize_t c = 0; c < k; c++) {
+            float t = c == own ? on : off, q = c == partner ? on : off;
+            row[c] = (small ? q : t) + coeff * (t - q);
+        }
+    }
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef methods[] = {
     {"paste", py_paste, METH_VARARGS,
      "paste(dst, own, src, perm, boxes, scratch, B, C, H, W, es, stream, check): box pixels "
@@ -988,6 +1031,9 @@ static PyMethodDef methods[] = {
      "uint8 (float32 weights) or float32 / float64 images (weights of their dtype), (B,) "
      "partner weights; returns as paste. check (every op): float32 / float64 images out of "
      "place only."},
+    {"targets", py_targets, METH_VARARGS,
+     "targets(dst, labels, perm, lam, kind, B, K, on, off): (B, K) float32 mixed one-hot "
+     "targets of (B,) int64 class ids with (B,) float32 lam and int64 kind."},
     {NULL, NULL, 0, NULL},
 };
 

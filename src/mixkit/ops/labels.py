@@ -2,21 +2,44 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import Tensor
+
+from mixkit.ops import _fast
+from mixkit.ops.sampling import as_numpy
 
 __all__ = ["one_hot", "smooth", "mix_targets", "to_targets"]
 
 
+# CPU label ops run in numpy (the same values; ~1 us per op instead of ~5 us per small torch
+# op on a 2-core CPU); other devices and dtypes in torch.
+_NUMPY_FLOATS = _fast.NUMPY_FLOATS
+
+
+def _on_cpu(t: Tensor) -> bool:
+    return t.device.type == "cpu" and not t.requires_grad
+
+
 def one_hot(labels: Tensor, num_classes: int, dtype: torch.dtype = torch.float32) -> Tensor:
     """(B,) int64 class ids -> (B, K) one-hot. Raises ValueError if an id is outside [0, K)."""
+    numpy = _on_cpu(labels) and dtype in _NUMPY_FLOATS
     if labels.numel():
-        lo, hi = (int(v) for v in torch.stack(torch.aminmax(labels)).tolist())  # one sync
+        if numpy:
+            ids = labels.numpy()
+            lo, hi = int(ids.min()), int(ids.max())
+        else:
+            lo, hi = (int(v) for v in torch.stack(torch.aminmax(labels)).tolist())  # one sync
         if lo < 0 or hi >= num_classes:
             raise ValueError(
                 f"labels must be class ids in [0, num_classes={num_classes}), "
                 f"got values in [{lo}, {hi}]: num_classes too small?"
             )
+    if numpy:
+        ids = labels.numpy().astype(np.int64, copy=False)
+        out = np.zeros((ids.shape[0], num_classes), dtype=_NUMPY_FLOATS[dtype])
+        out[np.arange(ids.shape[0]), ids] = 1
+        return torch.from_numpy(out)
     out = torch.zeros(labels.shape[0], num_classes, dtype=dtype, device=labels.device)
     return out.scatter_(1, labels.long().view(-1, 1), 1.0)
 
@@ -30,10 +53,24 @@ def smooth(targets: Tensor, smoothing: float) -> Tensor:
 
 
 def mix_targets(targets: Tensor, lam: Tensor, perm: Tensor) -> Tensor:
-    """``lam[i] * y[i] + (1 - lam[i]) * y[perm[i]]``. targets (B, K) float, lam (B,) -> (B, K)."""
-    lam = lam.to(device=targets.device, dtype=targets.dtype)[:, None]
+    """``lam[i] * y[i] + (1 - lam[i]) * y[perm[i]]``. targets (B, K) float, lam (B,) -> (B, K).
+
+    Computed as ``lerp(y[perm], y, lam)`` with ATen's lerp formula, every difference,
+    product and sum rounded in the targets' dtype (as ``_fast.lerp_exact`` for images):
+    the same bytes on every CPU, unlike ``torch.lerp``, whose vector kernels use FMA where
+    the CPU has it. One-hot rows give the same bytes either way."""
+    if _on_cpu(targets) and targets.dtype in _NUMPY_FLOATS:
+        y = targets.numpy()
+        w = np.asarray(as_numpy(lam), dtype=y.dtype)[:, None]
+        partner = y[as_numpy(perm)]
+        small = w < 0.5
+        # (base, coeff) = (partner, w) or (y, w - 1): y + (y - partner)*(w - 1) has the
+        # roundings of y - (y - partner)*(1 - w) (negation is exact).
+        base = np.where(small, partner, y)
+        return torch.from_numpy(base + np.where(small, w, w - 1) * (y - partner))
+    w = lam.to(device=targets.device, dtype=targets.dtype)[:, None]
     partner = targets.index_select(0, perm.to(targets.device))
-    return torch.lerp(partner, targets, lam)
+    return _fast.lerp_exact(partner, targets, w, torch.empty_like(targets))
 
 
 def to_targets(

@@ -6,6 +6,8 @@ same seed gives the same parameters whatever device the images live on.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import torch
 from torch import Tensor
@@ -26,6 +28,52 @@ __all__ = [
 PAIRINGS = ("cycle", "roll", "flip", "random")
 
 
+def as_numpy(t: Tensor | np.ndarray) -> np.ndarray:
+    """The values of a tensor as a numpy array (shared memory for a CPU tensor)."""
+    if isinstance(t, np.ndarray):
+        return t
+    if t.device.type == "cpu" and not t.requires_grad:
+        return t.numpy()
+    return t.detach().cpu().numpy()
+
+
+# The draws below take the random numbers from torch (the caller's generator, so the stream
+# and the bytes are torch's) and do the arithmetic on them in numpy: the same IEEE float64 /
+# int64 operations, so the same bytes as the torch formulas (tests/test_ops.py keeps those
+# as the reference), at ~1 us per numpy op instead of ~5 us per small torch op on a 2-core
+# CPU. The ``draw_*`` functions return numpy arrays (used by the mixers, which convert once);
+# the ``sample_*`` functions return (CPU) tensors.
+
+
+_TINY = np.finfo(np.float64).tiny
+
+
+@functools.lru_cache(maxsize=64)
+def _shape_tensor(value: float, n: int) -> Tensor:
+    """(n,) float64 filled with value, the gamma draws' shape argument (read-only, reused)."""
+    return torch.full((n,), value, dtype=torch.float64)
+
+
+def draw_beta(
+    alpha: float, n: int, generator: torch.Generator | None, beta: float | None = None
+) -> np.ndarray:
+    """``sample_beta`` as a (n,) float64 numpy array."""
+    b = alpha if beta is None else beta
+    ga = torch._standard_gamma(_shape_tensor(float(alpha), n), generator=generator).numpy()
+    gb = torch._standard_gamma(_shape_tensor(float(b), n), generator=generator).numpy()
+    # For tiny alpha torch clamps underflowing gammas to the smallest normal double, so both
+    # can sit at that floor: their ratio is then meaningless (it used to come out as 2e-8
+    # through a clamp of the sum) and Beta is, to double precision, a coin between 0 and 1.
+    floor = _TINY
+    u = torch.rand(n, dtype=torch.float64, generator=generator).numpy()  # the coin, always drawn
+    with np.errstate(all="ignore"):  # as silent as torch (inf / inf is NaN there too)
+        ratio = ga / np.maximum(ga + gb, floor)
+    both_under = (ga <= floor) & (gb <= floor)
+    if both_under.any():
+        ratio = np.where(both_under, (u < 0.5).astype(np.float64), ratio)
+    return ratio
+
+
 def sample_beta(
     alpha: float, n: int, generator: torch.Generator | None, beta: float | None = None
 ) -> Tensor:
@@ -34,32 +82,45 @@ def sample_beta(
     Uses Beta = Ga/(Ga+Gb) with ``torch._standard_gamma``, which (unlike
     ``torch.distributions.Beta``) accepts a generator.
     """
-    b = alpha if beta is None else beta
-    ka = torch.full((n,), float(alpha), dtype=torch.float64)
-    kb = ka if b == alpha else torch.full((n,), float(b), dtype=torch.float64)
-    ga = torch._standard_gamma(ka, generator=generator).numpy()
-    gb = torch._standard_gamma(kb, generator=generator).numpy()
-    # For tiny alpha torch clamps underflowing gammas to the smallest normal double, so both
-    # can sit at that floor: their ratio is then meaningless (it used to come out as 2e-8
-    # through a clamp of the sum) and Beta is, to double precision, a coin between 0 and 1.
-    # The arithmetic runs in numpy on the drawn values (IEEE float64 like torch's, the same
-    # bytes; a small torch op costs ~5 us of dispatch on a 2-core CPU, numpy's ~1 us).
-    floor = np.finfo(np.float64).tiny
-    coin = torch.rand(n, dtype=torch.float64, generator=generator).numpy() < 0.5
-    both_under = (ga <= floor) & (gb <= floor)
-    with np.errstate(all="ignore"):  # as silent as torch (inf / inf is NaN there too)
-        ratio = ga / np.maximum(ga + gb, floor)
-    return torch.from_numpy(np.where(both_under, coin.astype(np.float64), ratio))
+    return torch.from_numpy(draw_beta(alpha, n, generator, beta))
+
+
+def draw_uniform(low: float, high: float, n: int, generator: torch.Generator | None) -> np.ndarray:
+    """``sample_uniform`` as a (n,) float64 numpy array."""
+    u = torch.rand(n, dtype=torch.float64, generator=generator).numpy()
+    return low + (high - low) * u
 
 
 def sample_uniform(low: float, high: float, n: int, generator: torch.Generator | None) -> Tensor:
     """(n,) float64 uniform on [low, high)."""
-    return low + (high - low) * torch.rand(n, dtype=torch.float64, generator=generator)
+    return torch.from_numpy(draw_uniform(low, high, n, generator))
+
+
+def draw_bernoulli(p: float, n: int, generator: torch.Generator | None) -> np.ndarray:
+    """``sample_bernoulli`` as a (n,) bool numpy array."""
+    return torch.rand(n, dtype=torch.float64, generator=generator).numpy() < p
 
 
 def sample_bernoulli(p: float, n: int, generator: torch.Generator | None) -> Tensor:
     """(n,) bool, each True with probability ``p`` (exactly False for p=0, True for p=1)."""
-    return torch.rand(n, dtype=torch.float64, generator=generator) < p
+    return torch.from_numpy(draw_bernoulli(p, n, generator))
+
+
+def draw_pairing(n: int, kind: str, generator: torch.Generator | None) -> np.ndarray:
+    """``sample_pairing`` as a (n,) int64 numpy array."""
+    if kind == "roll":
+        return np.roll(np.arange(n, dtype=np.int64), 1)
+    if kind == "flip":
+        return np.arange(n - 1, -1, -1, dtype=np.int64)
+    if kind == "random":
+        return torch.randperm(n, generator=generator).numpy()
+    if kind == "cycle":
+        order = torch.randperm(n, generator=generator).numpy()
+        perm = np.empty(n, dtype=np.int64)
+        perm[order[:-1]] = order[1:]  # each sample's partner is the next one in the cycle
+        perm[order[-1]] = order[0]
+        return perm
+    raise ValueError(f"pairing must be one of {PAIRINGS}, got {kind!r}")
 
 
 def sample_pairing(n: int, kind: str, generator: torch.Generator | None) -> Tensor:
@@ -73,18 +134,21 @@ def sample_pairing(n: int, kind: str, generator: torch.Generator | None) -> Tens
       with itself.
     - ``random``: ``torch.randperm`` (kornia); fixed points are possible.
     """
-    if kind == "roll":
-        return torch.arange(n).roll(1)
-    if kind == "flip":
-        return torch.arange(n - 1, -1, -1)
-    if kind == "random":
-        return torch.randperm(n, generator=generator)
-    if kind == "cycle":
-        order = torch.randperm(n, generator=generator)
-        perm = torch.empty(n, dtype=torch.long)
-        perm[order] = order.roll(-1)
-        return perm
-    raise ValueError(f"pairing must be one of {PAIRINGS}, got {kind!r}")
+    return torch.from_numpy(draw_pairing(n, kind, generator))
+
+
+def clamp(a: np.ndarray, low: float, high: float) -> np.ndarray:
+    """``torch.clamp(a, low, high)`` (NaN stays NaN) with two ufuncs: ``np.clip`` costs
+    several times more per call on small arrays."""
+    return np.minimum(np.maximum(a, low), high)
+
+
+def box_sides(area: np.ndarray, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """``cut_size`` on a numpy array: (B,) int64 heights and widths."""
+    ratio = np.sqrt(clamp(np.asarray(area, dtype=np.float64), 0, 1))
+    h = clamp(np.round(ratio * height).astype(np.int64), 0, height)
+    w = clamp(np.round(ratio * width).astype(np.int64), 0, width)
+    return h, w
 
 
 def cut_size(area: Tensor, height: int, width: int) -> tuple[Tensor, Tensor]:
@@ -93,10 +157,8 @@ def cut_size(area: Tensor, height: int, width: int) -> tuple[Tensor, Tensor]:
     ``h = round(H*sqrt(area))``, ``w = round(W*sqrt(area))`` (CutMix, Yun et al. 2019, eq. 2;
     rounding rather than truncation so the box is not biased small). Returns int64 (B,), (B,).
     """
-    ratio = area.double().clamp(0, 1).sqrt()
-    h = torch.round(ratio * height).long().clamp(0, height)
-    w = torch.round(ratio * width).long().clamp(0, width)
-    return h, w
+    h, w = box_sides(as_numpy(area), height, width)
+    return torch.from_numpy(h), torch.from_numpy(w)
 
 
 def sample_boxes(
@@ -106,8 +168,23 @@ def sample_boxes(
 
     Returns (B, 4) int64 boxes ``x1, y1, x2, y2`` with exclusive ends.
     """
-    h, w = cut_size(area, height, width)
-    return sample_boxes_centred(h, w, height, width, generator)
+    h, w = box_sides(as_numpy(area), height, width)
+    return torch.from_numpy(draw_boxes_centred(h, w, height, width, generator))
+
+
+def draw_boxes_centred(
+    box_h: np.ndarray, box_w: np.ndarray, height: int, width: int, generator: torch.Generator | None
+) -> np.ndarray:
+    """``sample_boxes_centred`` on numpy sides: (B, 4) int64 numpy boxes."""
+    n = box_h.shape[0]
+    cy = torch.randint(0, height, (n,), generator=generator).numpy()
+    cx = torch.randint(0, width, (n,), generator=generator).numpy()
+    boxes = np.empty((n, 4), dtype=np.int64)
+    boxes[:, 0] = cx - box_w // 2
+    boxes[:, 1] = cy - box_h // 2
+    boxes[:, 2] = boxes[:, 0] + box_w
+    boxes[:, 3] = boxes[:, 1] + box_h
+    return clamp(boxes, 0, np.array([width, height, width, height], dtype=np.int64))
 
 
 def sample_boxes_centred(
@@ -121,14 +198,25 @@ def sample_boxes_centred(
     as in CutMix's reference ``rand_bbox`` (Yun et al. 2019), so the realised area can be
     smaller than requested: λ must be recomputed from the box. Returns (B, 4) int64 xyxy.
     """
+    h, w = as_numpy(box_h).astype(np.int64), as_numpy(box_w).astype(np.int64)
+    return torch.from_numpy(draw_boxes_centred(h, w, height, width, generator))
+
+
+def draw_boxes_inside(
+    box_h: np.ndarray, box_w: np.ndarray, height: int, width: int, generator: torch.Generator | None
+) -> np.ndarray:
+    """``sample_boxes_inside`` on numpy sides: (B, 4) int64 numpy boxes."""
     n = box_h.shape[0]
-    cy = torch.randint(0, height, (n,), generator=generator)
-    cx = torch.randint(0, width, (n,), generator=generator)
-    y1 = cy - box_h // 2
-    x1 = cx - box_w // 2
-    boxes = torch.stack([x1, y1, x1 + box_w, y1 + box_h], dim=1)
-    upper = torch.tensor([width, height, width, height], dtype=boxes.dtype)
-    return torch.minimum(boxes.clamp_(min=0), upper)
+    u = torch.rand(n, 2, dtype=torch.float64, generator=generator).numpy()
+    y1 = np.floor(u[:, 0] * (height - box_h + 1).astype(np.float64)).astype(np.int64)
+    x1 = np.floor(u[:, 1] * (width - box_w + 1).astype(np.float64)).astype(np.int64)
+    # u < 1 strictly, so floor(u * k) <= k - 1 always; the clamp only guards rounding.
+    boxes = np.empty((n, 4), dtype=np.int64)
+    boxes[:, 0] = np.minimum(x1, width - box_w)
+    boxes[:, 1] = np.minimum(y1, height - box_h)
+    boxes[:, 2] = boxes[:, 0] + box_w
+    boxes[:, 3] = boxes[:, 1] + box_h
+    return boxes
 
 
 def sample_boxes_inside(
@@ -137,17 +225,17 @@ def sample_boxes_inside(
     """Boxes of the given sizes placed fully inside the image, top-left uniform over all
     ``(H-h+1) x (W-w+1)`` valid positions (the last one included). Returns (B, 4) int64 xyxy.
     """
-    n = box_h.shape[0]
-    u = torch.rand(n, 2, dtype=torch.float64, generator=generator)
-    y1 = torch.floor(u[:, 0] * (height - box_h + 1).double()).long()
-    x1 = torch.floor(u[:, 1] * (width - box_w + 1).double()).long()
-    # u < 1 strictly, so floor(u * k) <= k - 1 always; the clamp only guards rounding.
-    y1 = torch.minimum(y1, height - box_h)
-    x1 = torch.minimum(x1, width - box_w)
-    return torch.stack([x1, y1, x1 + box_w, y1 + box_h], dim=1)
+    h, w = as_numpy(box_h).astype(np.int64), as_numpy(box_w).astype(np.int64)
+    return torch.from_numpy(draw_boxes_inside(h, w, height, width, generator))
+
+
+def area_fraction(boxes: np.ndarray, height: int, width: int) -> np.ndarray:
+    """``box_area_fraction`` of (B, 4) numpy boxes: (B,) float64."""
+    bw = np.maximum(boxes[:, 2] - boxes[:, 0], 0)
+    bh = np.maximum(boxes[:, 3] - boxes[:, 1], 0)
+    return (bw * bh).astype(np.float64) / float(height * width)
 
 
 def box_area_fraction(boxes: Tensor, height: int, width: int) -> Tensor:
     """Fraction of the HxW image covered by each (B, 4) xyxy box. (B,) float64."""
-    area = (boxes[:, 2] - boxes[:, 0]).clamp_min(0) * (boxes[:, 3] - boxes[:, 1]).clamp_min(0)
-    return area.double() / float(height * width)
+    return torch.from_numpy(area_fraction(as_numpy(boxes), height, width))
