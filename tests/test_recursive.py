@@ -587,3 +587,33 @@ def test_experiment_command_trains_and_reuses_runs(tmp_path):
     mtime = summary.stat().st_mtime
     assert main(argv) == 0  # finished runs are reused, not retrained
     assert summary.stat().st_mtime == mtime
+
+
+@pytest.mark.parametrize("per_sample", [True, False])
+@pytest.mark.parametrize("p", [1.0, 0.5])
+def test_draw_matches_the_torch_formula(per_sample, p):
+    """The draw (numpy arithmetic on torch's random numbers) gives the bytes of the official
+    rand_bbox written in torch: cut = floor(side * sqrt(U(0, alpha))) // 2 * 2, centre
+    randint(side), clipped; the generator ends at the same position."""
+    b, h, w, alpha = 7, 13, 9, 0.7
+    rm = RecursiveMix(alpha, per_sample=per_sample, p=p, num_classes=10)
+    rm(torch.zeros(b, 1, h, w))  # a history, so draws are live
+    n = b if per_sample else 1
+    for seed in range(6):
+        g = torch.Generator().manual_seed(seed)
+        applied = torch.rand(n, dtype=torch.float64, generator=g) < p
+        ratio = (alpha * torch.rand(n, dtype=torch.float64, generator=g)).sqrt()
+        bh = torch.floor(ratio * h).long() // 2 * 2
+        bw = torch.floor(ratio * w).long() // 2 * 2
+        cy = torch.randint(0, h, (n,), generator=g)
+        cx = torch.randint(0, w, (n,), generator=g)
+        y1, x1 = cy - bh // 2, cx - bw // 2
+        boxes = torch.stack([x1, y1, x1 + bw, y1 + bh], 1).clamp(min=0)
+        boxes = torch.minimum(boxes, torch.tensor([w, h, w, h]))
+        area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+        lam = torch.where(applied, 1 - area.double() / (h * w), 1.0).float()
+        g2 = torch.Generator().manual_seed(seed)
+        got = rm.draw((b, 1, h, w), generator=g2)
+        assert torch.equal(got.boxes, (boxes * applied.view(-1, 1)).expand(b, 4))
+        assert got.lam.numpy().tobytes() == lam.expand(b).contiguous().numpy().tobytes()
+        assert torch.equal(torch.rand(3, generator=g), torch.rand(3, generator=g2))

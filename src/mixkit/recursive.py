@@ -25,6 +25,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -32,6 +33,7 @@ from torch import Tensor, nn
 from mixkit import losses, ops
 from mixkit.augment.base import Mixed, MixTransform, Region, batch_hw, make_generator
 from mixkit.augment.params import Kind, MixParams
+from mixkit.ops import sampling
 from mixkit.roi_align import roi_align
 
 __all__ = [
@@ -165,12 +167,13 @@ class RecursiveMix(MixTransform):
     def _draw_region(self, n, height, width, generator, **context) -> Region:
         # Official utils.py::recursive_mix rand_bbox: cut_rat = sqrt(U(0, alpha)),
         # cut = int(side * cut_rat), box = clip(c -/+ cut // 2) with c ~ randint(side).
-        ratio = ops.sample_uniform(0.0, self.alpha, n, generator).sqrt()
-        half_h = torch.floor(ratio * height).long() // 2
-        half_w = torch.floor(ratio * width).long() // 2
-        boxes = ops.sample_boxes_centred(2 * half_h, 2 * half_w, height, width, generator)
-        lam = 1 - ops.box_area_fraction(boxes, height, width)
-        return Region(torch.full((n,), int(Kind.RESIZE), dtype=torch.long), lam, boxes)
+        # numpy arithmetic on torch's draws: the bytes of the torch formulas (ops.sampling).
+        ratio = np.sqrt(sampling.draw_uniform(0.0, self.alpha, n, generator))
+        half_h = np.floor(ratio * height).astype(np.int64) // 2
+        half_w = np.floor(ratio * width).astype(np.int64) // 2
+        boxes = sampling.draw_boxes_centred(2 * half_h, 2 * half_w, height, width, generator)
+        lam = 1 - sampling.area_fraction(boxes, height, width)
+        return Region(np.full(n, int(Kind.RESIZE), dtype=np.int64), lam, boxes)
 
     def draw(
         self,
@@ -187,9 +190,9 @@ class RecursiveMix(MixTransform):
             return MixParams.identity(b, (h, w)).replace(**self._extras())
         gen = self.generator if generator is None else make_generator(generator)
         n = b if self.mode == "elem" else 1
-        applied = ops.sample_bernoulli(self.p, n, gen)
+        applied = sampling.draw_bernoulli(self.p, n, gen)
         region = self._draw_region(n, h, w, gen)
-        return self._finish(region, applied, torch.arange(b), b, (h, w))
+        return self._finish(region, applied, np.arange(b, dtype=np.int64), b, (h, w))
 
     # ----------------------------------------------------------------- apply
     def apply(

@@ -62,7 +62,8 @@ class MixParams:
     @property
     def label_lam(self) -> Tensor:
         """(B,) float32 weight of the own label: ``lam``, or 1 for NONE and FILL (Cutout)."""
-        if self.kind.device.type == "cpu" and self.lam.device.type == "cpu":  # numpy: cheaper
+        numpy = self.kind.device.type == "cpu" and self.lam.device.type == "cpu"
+        if numpy and not self.lam.requires_grad:  # the same values, cheaper than torch ops
             kind, lam = self.kind.numpy(), self.lam.numpy()
             keep = (kind == int(Kind.NONE)) | (kind == int(Kind.FILL))
             return torch.from_numpy(np.where(keep, lam.dtype.type(1), lam))

@@ -616,7 +616,8 @@ def mixup_into(
     wdtype = images.dtype if images.is_floating_point() else torch.float32
     ct = blend_dtype(lam.dtype, images.dtype)
     native = images.dtype in BLEND_DTYPES and native_ok(images, dst)
-    if native and lam.device.type == "cpu" and ct in NUMPY_FLOATS and wdtype in NUMPY_FLOATS:
+    cpu = lam.device.type == "cpu" and not lam.requires_grad
+    if native and cpu and ct in NUMPY_FLOATS and wdtype in NUMPY_FLOATS:
         # The same IEEE ops in numpy (1 - lam in ct, then cast), without torch's dispatch.
         w = 1 - lam.numpy().astype(NUMPY_FLOATS[ct])
         flat = torch.from_numpy(w.astype(NUMPY_FLOATS[wdtype], copy=False))

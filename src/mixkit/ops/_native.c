@@ -30,6 +30,9 @@
  * permutation (a repeated partner) reads from a full copy of the batch instead. A batch can
  * be split between POSIX threads (the caller's `threads`; see run()).
  *
+ * One more function, targets(), mixes the one-hot (smoothed) targets of (B,) class ids in
+ * one call: the label side of a small batch, where a dozen torch ops cost more than the pixels.
+ *
  * Pointers arrive as integers (torch data_ptr()); the Python side checks devices, dtypes,
  * shapes, contiguity and overlaps. perm and boxes are range-checked here, before any write.
  * The GIL is released while the kernels run.
