@@ -367,25 +367,31 @@ static void blend_vec(const Geometry *g, Py_ssize_t i, byte *dst, const byte *ow
 }
 #endif
 
-/* 1 if one of the n float32 (es 4) / float64 (es 8) elements at x is NaN / Inf: the sum of
- * x - x, as in DEFINE_BLEND_STREAM. Vectorised with four accumulators where SSE2 is there (a
- * scalar float sum does not vectorise without -ffast-math); NAME(x, n) as the macro above. */
+/* 1 if one of the n float32 (es 4) / float64 (es 8) elements at x is NaN / Inf, copying them
+ * to d on the way unless d is NULL (a small plane copied and checked in one pass). x - x is
+ * +0 for a finite x and NaN for NaN / Inf, as in DEFINE_BLEND_STREAM; the bits of every
+ * x - x are ORed (a NaN stays a NaN), vectorised with two accumulators where SSE2 is there (a
+ * scalar float reduction does not vectorise without -ffast-math); NAME(d, x, n) as the macro
+ * above. The test of d is loop-invariant: -O3 unswitches it. */
 #define DEFINE_SCAN(NAME, ATTR, T, V, VEC, PFX, SFX)                                      \
-    ATTR static int NAME(const T *x, Py_ssize_t n) {                                      \
-        V a0 = PFX##_setzero_##SFX(), a1 = a0, a2 = a0, a3 = a0;                          \
+    ATTR static int NAME(T *d, const T *x, Py_ssize_t n) {                                \
+        V a0 = PFX##_setzero_##SFX(), a1 = a0;                                            \
         T s = 0, lanes[VEC];                                                              \
         Py_ssize_t k = 0;                                                                 \
-        for (; k + 4 * VEC <= n; k += 4 * VEC) {                                          \
+        for (; k + 2 * VEC <= n; k += 2 * VEC) {                                          \
             V v0 = PFX##_loadu_##SFX(x + k), v1 = PFX##_loadu_##SFX(x + k + VEC);         \
-            V v2 = PFX##_loadu_##SFX(x + k + 2 * VEC), v3 = PFX##_loadu_##SFX(x + k + 3 * VEC); \
-            a0 = PFX##_add_##SFX(a0, PFX##_sub_##SFX(v0, v0));                            \
-            a1 = PFX##_add_##SFX(a1, PFX##_sub_##SFX(v1, v1));                            \
-            a2 = PFX##_add_##SFX(a2, PFX##_sub_##SFX(v2, v2));                            \
-            a3 = PFX##_add_##SFX(a3, PFX##_sub_##SFX(v3, v3));                            \
+            if (d) {                                                                      \
+                PFX##_storeu_##SFX(d + k, v0);                                            \
+                PFX##_storeu_##SFX(d + k + VEC, v1);                                      \
+            }                                                                             \
+            a0 = PFX##_or_##SFX(a0, PFX##_sub_##SFX(v0, v0));                             \
+            a1 = PFX##_or_##SFX(a1, PFX##_sub_##SFX(v1, v1));                             \
         }                                                                                 \
-        for (; k < n; k++) s += x[k] - x[k];                                              \
-        a0 = PFX##_add_##SFX(PFX##_add_##SFX(a0, a1), PFX##_add_##SFX(a2, a3));           \
-        PFX##_storeu_##SFX(lanes, a0);                                                    \
+        for (; k < n; k++) {                                                              \
+            if (d) d[k] = x[k];                                                           \
+            s += x[k] - x[k];                                                             \
+        }                                                                                 \
+        PFX##_storeu_##SFX(lanes, PFX##_or_##SFX(a0, a1));                                \
         for (Py_ssize_t j = 0; j < VEC; j++) s += lanes[j];                               \
         return s != s;                                                                    \
     }
@@ -394,51 +400,19 @@ static void blend_vec(const Geometry *g, Py_ssize_t i, byte *dst, const byte *ow
 DEFINE_SCAN(scan_f32, , float, __m128, 4, _mm, ps)
 DEFINE_SCAN(scan_f64, , double, __m128d, 2, _mm, pd)
 #if defined(__GNUC__) && defined(__x86_64__)
-DEFINE_SCAN(scan_f32_avx, __attribute__((target("avx2"))), float, __m256, 8, _mm256, ps)
-DEFINE_SCAN(scan_f64_avx, __attribute__((target("avx2"))), double, __m256d, 4, _mm256, pd)
+DEFINE_SCAN(scan_f32_avx, AVX2, float, __m256, 8, _mm256, ps)
+DEFINE_SCAN(scan_f64_avx, AVX2, double, __m256d, 4, _mm256, pd)
 #else
 #define scan_f32_avx scan_f32
 #define scan_f64_avx scan_f64
 #endif
 #endif
 
-/* d[0:n] = x[0:n] (n float32 / float64 elements), returning 1 if one of them is NaN / Inf
- * (the sum of x - x as in DEFINE_SCAN): a small plane copied and checked in one pass. */
-#define DEFINE_COPY_SCAN(NAME, ATTR, T, V, VEC, PFX, SFX)                                 \
-    ATTR static int NAME(T *d, const T *x, Py_ssize_t n) {                                \
-        V a0 = PFX##_setzero_##SFX(), a1 = a0;                                            \
-        T s = 0, lanes[VEC];                                                              \
-        Py_ssize_t k = 0;                                                                 \
-        for (; k + 2 * VEC <= n; k += 2 * VEC) {                                          \
-            V v0 = PFX##_loadu_##SFX(x + k), v1 = PFX##_loadu_##SFX(x + k + VEC);         \
-            PFX##_storeu_##SFX(d + k, v0);                                                \
-            PFX##_storeu_##SFX(d + k + VEC, v1);                                          \
-            a0 = PFX##_or_##SFX(a0, PFX##_sub_##SFX(v0, v0));                             \
-            a1 = PFX##_or_##SFX(a1, PFX##_sub_##SFX(v1, v1));                             \
-        }                                                                                 \
-        for (; k < n; k++) d[k] = x[k], s += x[k] - x[k];                                 \
-        PFX##_storeu_##SFX(lanes, PFX##_or_##SFX(a0, a1));                                \
-        for (Py_ssize_t j = 0; j < VEC; j++) s += lanes[j];                               \
-        return s != s;                                                                    \
-    }
-
-#ifdef HAVE_STREAM
-DEFINE_COPY_SCAN(copy_scan_f32, , float, __m128, 4, _mm, ps)
-DEFINE_COPY_SCAN(copy_scan_f64, , double, __m128d, 2, _mm, pd)
-#if defined(__GNUC__) && defined(__x86_64__)
-DEFINE_COPY_SCAN(copy_scan_f32_avx, AVX2, float, __m256, 8, _mm256, ps)
-DEFINE_COPY_SCAN(copy_scan_f64_avx, AVX2, double, __m256d, 4, _mm256, pd)
-#else
-#define copy_scan_f32_avx copy_scan_f32
-#define copy_scan_f64_avx copy_scan_f64
-#endif
-#endif
-
 static int any_nonfinite(const byte *x, Py_ssize_t n, Py_ssize_t es) {
 #ifdef HAVE_STREAM
     int avx = HAS_AVX2();
-    if (es == 4) return (avx ? scan_f32_avx : scan_f32)((const float *)x, n);
-    return (avx ? scan_f64_avx : scan_f64)((const double *)x, n);
+    if (es == 4) return (avx ? scan_f32_avx : scan_f32)(NULL, (const float *)x, n);
+    return (avx ? scan_f64_avx : scan_f64)(NULL, (const double *)x, n);
 #else
     if (es == 4) {
         const float *v = (const float *)x;
@@ -466,10 +440,9 @@ static void copy_checked(const Geometry *g, byte *dst, const byte *own, Py_ssize
     if (g->nonfinite) {
         int avx = HAS_AVX2(), bad;
         if (g->es == 4)
-            bad = (avx ? copy_scan_f32_avx : copy_scan_f32)((float *)dst, (const float *)own, n);
+            bad = (avx ? scan_f32_avx : scan_f32)((float *)dst, (const float *)own, n);
         else
-            bad = (avx ? copy_scan_f64_avx : copy_scan_f64)((double *)dst, (const double *)own,
-                                                              n);
+            bad = (avx ? scan_f64_avx : scan_f64)((double *)dst, (const double *)own, n);
         if (bad) *g->nonfinite = 1;
         return;
     }
