@@ -246,6 +246,32 @@ static inline byte blend_px(byte x, byte p, float keep, float w) {
         for (k = 0; k < n; k++) d[k] = base[k] + coeff * (pv[k] - x[k]);                  \
     } while (0)
 
+#if defined(__GNUC__) && defined(__x86_64__)
+#include <immintrin.h>
+/* blend_px on 8 bytes at a time with AVX2: the same float32 products, sum and 2^23 rounding
+ * (no FMA: the target is avx2 only), clamped, then packed back to bytes. Returns the number
+ * of elements done (a multiple of 8); the caller finishes the tail with blend_px. */
+__attribute__((target("avx2"))) static Py_ssize_t blend_u8_avx2(byte *dst, const byte *own,
+                                                                 const byte *src, Py_ssize_t n,
+                                                                 float keep, float w) {
+    const __m256 k = _mm256_set1_ps(keep), wv = _mm256_set1_ps(w);
+    const __m256 magic = _mm256_set1_ps(8388608.0f), lo = _mm256_setzero_ps();
+    const __m256 hi = _mm256_set1_ps(255.0f);
+    Py_ssize_t j = 0;
+    for (; j + 8 <= n; j += 8) {
+        __m256 x = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(own + j))));
+        __m256 p = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(src + j))));
+        __m256 r = _mm256_add_ps(_mm256_mul_ps(x, k), _mm256_mul_ps(p, wv));
+        r = _mm256_sub_ps(_mm256_add_ps(r, magic), magic);
+        __m256i q = _mm256_cvttps_epi32(_mm256_min_ps(_mm256_max_ps(r, lo), hi));
+        __m128i words = _mm_packus_epi32(_mm256_castsi256_si128(q), _mm256_extracti128_si256(q, 1));
+        _mm_storel_epi64((__m128i *)(dst + j), _mm_packus_epi16(words, words));
+    }
+    return j;
+}
+#define HAVE_BLEND_U8_AVX2 1
+#endif
+
 /* n elements of sample i's MixUp: dst from own and its partner src (dst may be own). */
 VECTOR_CLONES
 static void blend_elems(const Geometry *g, Py_ssize_t i, byte *dst, const byte *own,
@@ -259,6 +285,12 @@ static void blend_elems(const Geometry *g, Py_ssize_t i, byte *dst, const byte *
         return;
     }
     const float w = ((const float *)g->weight)[i], keep = 1.0f - w;
+#ifdef HAVE_BLEND_U8_AVX2
+    if (__builtin_cpu_supports("avx2")) { /* 8 at a time, then the tail */
+        Py_ssize_t j = blend_u8_avx2(dst, own, src, n, keep, w);
+        dst += j, own += j, src += j, n -= j;
+    }
+#endif
     if (dst == own) /* in place: one pointer, so the loop is not versioned for aliasing */
         for (k = 0; k < n; k++) dst[k] = blend_px(dst[k], src[k], keep, w);
     else
