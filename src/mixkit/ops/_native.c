@@ -259,12 +259,15 @@ __attribute__((target("avx2"))) static Py_ssize_t blend_u8_avx2(byte *dst, const
     const __m256 hi = _mm256_set1_ps(255.0f);
     Py_ssize_t j = 0;
     for (; j + 8 <= n; j += 8) {
-        __m256 x = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(own + j))));
-        __m256 p = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(src + j))));
+        __m128i xb = _mm_loadl_epi64((const __m128i *)(own + j));
+        __m128i pb = _mm_loadl_epi64((const __m128i *)(src + j));
+        __m256 x = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(xb));
+        __m256 p = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(pb));
         __m256 r = _mm256_add_ps(_mm256_mul_ps(x, k), _mm256_mul_ps(p, wv));
         r = _mm256_sub_ps(_mm256_add_ps(r, magic), magic);
         __m256i q = _mm256_cvttps_epi32(_mm256_min_ps(_mm256_max_ps(r, lo), hi));
-        __m128i words = _mm_packus_epi32(_mm256_castsi256_si128(q), _mm256_extracti128_si256(q, 1));
+        __m128i qlo = _mm256_castsi256_si128(q), qhi = _mm256_extracti128_si256(q, 1);
+        __m128i words = _mm_packus_epi32(qlo, qhi);
         _mm_storel_epi64((__m128i *)(dst + j), _mm_packus_epi16(words, words));
     }
     return j;
@@ -298,13 +301,15 @@ static void blend_elems(const Geometry *g, Py_ssize_t i, byte *dst, const byte *
 }
 
 #ifdef HAVE_STREAM
-/* BLEND_FLOAT streamed straight from the registers, one loop per base so each element is
- * loaded once per source (SSE2 and AVX have no FMA: the same roundings). A blend into an L1
- * buffer streamed afterwards was 40 % slower at 224x224. NAME(d, x, pv, small, coeff, n,
- * bad) with VEC lanes of type T per vector V, intrinsics PFX_op_SFX (_mm / _mm256, ps / pd);
- * the head up to the vector alignment of d and the tail are scalar. The same pass checks
- * the own pixels x: x - x is 0 for a finite x and NaN for NaN / Inf, so the sum of all
- * x - x is NaN exactly when one is not finite (*bad = 1; bad NULL: no check). */
+/* BLEND_FLOAT straight from the registers, one loop per base so each element is loaded once
+ * per source (SSE2 and AVX have no FMA: the same roundings). A blend into an L1 buffer
+ * streamed afterwards was 40 % slower at 224x224. NAME(d, x, pv, small, coeff, n, bad) with
+ * VEC lanes of type T per vector V, intrinsics PFX_op_SFX (_mm / _mm256, ps / pd), stores
+ * PFX_STORE_SFX (stream: non-temporal, with prefetching when AHEAD_ON; storeu: into the
+ * cache); the head up to the vector alignment of d and the tail are scalar. The same pass
+ * checks the own pixels x: x - x is +0 for a finite x and NaN for NaN / Inf, so the OR of
+ * the bits of every x - x is a NaN exactly when one is not finite (*bad = 1; bad NULL: no
+ * check). */
 #define DEFINE_BLEND_STREAM(NAME, ATTR, T, V, VEC, PFX, SFX, STORE, AHEAD_ON)           \
     ATTR static void NAME(T *d, const T *x, const T *pv, int small, T coeff, Py_ssize_t n, \
                           int *bad) {                                                     \
