@@ -120,6 +120,11 @@ class TestSamplePairing:
         with pytest.raises(ValueError, match="pairing must be one of"):
             ops.sample_pairing(4, "zip", None)
 
+    @pytest.mark.parametrize("kind", ops.PAIRINGS)
+    def test_empty_batch(self, kind):
+        p = ops.sample_pairing(0, kind, _gen(0))
+        assert p.dtype == torch.int64 and p.shape == (0,)
+
 
 # The torch formulas the numpy draws replaced (the generator calls are the same; only the
 # arithmetic on their results moved to numpy): the reference for bytes and stream position.

@@ -117,8 +117,9 @@ def draw_pairing(n: int, kind: str, generator: torch.Generator | None) -> np.nda
     if kind == "cycle":
         order = torch.randperm(n, generator=generator).numpy()
         perm = np.empty(n, dtype=np.int64)
-        perm[order[:-1]] = order[1:]  # each sample's partner is the next one in the cycle
-        perm[order[-1]] = order[0]
+        if n:
+            perm[order[:-1]] = order[1:]  # each sample's partner is the next one in the cycle
+            perm[order[-1]] = order[0]
         return perm
     raise ValueError(f"pairing must be one of {PAIRINGS}, got {kind!r}")
 
