@@ -186,9 +186,9 @@ class MixTransform(torch.nn.Module):
         b, h, w = batch_hw(batch_shape)
         gen = self.generator if generator is None else make_generator(generator)
         n = b if self.mode == "elem" else 1
-        perm = sampling.draw_pairing(b, self.pairing, gen)
+        perm = torch.from_numpy(sampling.draw_pairing(b, self.pairing, gen))
         applied = sampling.draw_bernoulli(self.p, n, gen)
-        region = self._draw_region(n, h, w, gen, perm=torch.from_numpy(perm), **context)
+        region = self._draw_region(n, h, w, gen, perm=perm, **context)
         return self._finish(region, applied, perm, b, (h, w))
 
     def _finish(

@@ -11,6 +11,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from mixkit.ops.sampling import numpy_ready
+
 __all__ = ["Kind", "MixParams"]
 
 
@@ -62,8 +64,7 @@ class MixParams:
     @property
     def label_lam(self) -> Tensor:
         """(B,) float32 weight of the own label: ``lam``, or 1 for NONE and FILL (Cutout)."""
-        numpy = self.kind.device.type == "cpu" and self.lam.device.type == "cpu"
-        if numpy and not self.lam.requires_grad:  # the same values, cheaper than torch ops
+        if numpy_ready(self.kind) and numpy_ready(self.lam):  # the same values, cheaper
             kind, lam = self.kind.numpy(), self.lam.numpy()
             keep = (kind == int(Kind.NONE)) | (kind == int(Kind.FILL))
             return torch.from_numpy(np.where(keep, lam.dtype.type(1), lam))

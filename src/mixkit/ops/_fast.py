@@ -52,6 +52,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from mixkit.ops.sampling import numpy_ready
+
 try:  # optional C kernels (setup.py builds them when a C compiler is present)
     from mixkit.ops import _native
 except ImportError:  # pragma: no cover - depends on the install
@@ -616,8 +618,7 @@ def mixup_into(
     wdtype = images.dtype if images.is_floating_point() else torch.float32
     ct = blend_dtype(lam.dtype, images.dtype)
     native = images.dtype in BLEND_DTYPES and native_ok(images, dst)
-    cpu = lam.device.type == "cpu" and not lam.requires_grad
-    if native and cpu and ct in NUMPY_FLOATS and wdtype in NUMPY_FLOATS:
+    if native and numpy_ready(lam) and ct in NUMPY_FLOATS and wdtype in NUMPY_FLOATS:
         # The same IEEE ops in numpy (1 - lam in ct, then cast), without torch's dispatch.
         w = 1 - lam.numpy().astype(NUMPY_FLOATS[ct])
         flat = torch.from_numpy(w.astype(NUMPY_FLOATS[wdtype], copy=False))

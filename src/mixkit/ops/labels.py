@@ -7,23 +7,18 @@ import torch
 from torch import Tensor
 
 from mixkit.ops import _fast
-from mixkit.ops.sampling import as_numpy
+from mixkit.ops.sampling import as_numpy, numpy_ready
 
 __all__ = ["one_hot", "smooth", "mix_targets", "to_targets"]
 
 
 # CPU label ops run in numpy (the same values; ~1 us per op instead of ~5 us per small torch
 # op on a 2-core CPU); other devices and dtypes in torch.
-_NUMPY_FLOATS = _fast.NUMPY_FLOATS
-
-
-def _on_cpu(t: Tensor) -> bool:
-    return t.device.type == "cpu" and not t.requires_grad
 
 
 def one_hot(labels: Tensor, num_classes: int, dtype: torch.dtype = torch.float32) -> Tensor:
     """(B,) int64 class ids -> (B, K) one-hot. Raises ValueError if an id is outside [0, K)."""
-    numpy = _on_cpu(labels) and dtype in _NUMPY_FLOATS
+    numpy = numpy_ready(labels) and dtype in _fast.NUMPY_FLOATS
     if labels.numel():
         if numpy:
             ids = labels.numpy()
@@ -37,7 +32,7 @@ def one_hot(labels: Tensor, num_classes: int, dtype: torch.dtype = torch.float32
             )
     if numpy:
         ids = labels.numpy().astype(np.int64, copy=False)
-        out = np.zeros((ids.shape[0], num_classes), dtype=_NUMPY_FLOATS[dtype])
+        out = np.zeros((ids.shape[0], num_classes), dtype=_fast.NUMPY_FLOATS[dtype])
         out[np.arange(ids.shape[0]), ids] = 1
         return torch.from_numpy(out)
     out = torch.zeros(labels.shape[0], num_classes, dtype=dtype, device=labels.device)
@@ -59,7 +54,7 @@ def mix_targets(targets: Tensor, lam: Tensor, perm: Tensor) -> Tensor:
     product and sum rounded in the targets' dtype (as ``_fast.lerp_exact`` for images):
     the same bytes on every CPU, unlike ``torch.lerp``, whose vector kernels use FMA where
     the CPU has it. One-hot rows give the same bytes either way."""
-    if _on_cpu(targets) and targets.dtype in _NUMPY_FLOATS:
+    if numpy_ready(targets) and targets.dtype in _fast.NUMPY_FLOATS:
         y = targets.numpy()
         w = np.asarray(as_numpy(lam), dtype=y.dtype)[:, None]
         partner = y[as_numpy(perm)]

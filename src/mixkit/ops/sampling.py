@@ -28,11 +28,17 @@ __all__ = [
 PAIRINGS = ("cycle", "roll", "flip", "random")
 
 
+def numpy_ready(t: Tensor) -> bool:
+    """Whether ``t.numpy()`` gives the tensor's values as they are: a CPU tensor that does not
+    require grad (the numpy shortcuts of the ops take only those)."""
+    return t.device.type == "cpu" and not t.requires_grad
+
+
 def as_numpy(t: Tensor | np.ndarray) -> np.ndarray:
     """The values of a tensor as a numpy array (shared memory for a CPU tensor)."""
     if isinstance(t, np.ndarray):
         return t
-    if t.device.type == "cpu" and not t.requires_grad:
+    if numpy_ready(t):
         return t.numpy()
     return t.detach().cpu().numpy()
 
