@@ -861,3 +861,44 @@ def test_mix_targets_numpy_path_is_the_exact_lerp(dtype):
     assert_identical(ops.mix_targets(soft, lam, perm), ref)
     hard = ops.one_hot(torch.randint(0, 7, (64,), generator=g), 7, dtype)
     assert_identical(ops.mix_targets(hard, lam, perm), torch.lerp(hard[perm], hard, lam[:, None]))
+
+
+def _call_floor():
+    """benchmarks/call_floor.py as a module (the benchmarks are scripts, not a package)."""
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "call_floor.py"
+    spec = importlib.util.spec_from_file_location("call_floor", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("op", ["mixup", "cutmix"])
+def test_call_floor_measures_the_call_s_own_work(op, monkeypatch):
+    """The floor's two parts do what one call does: the replayed random calls leave the
+    generator where a draw leaves it (a draw missing one of them is refused), and the
+    kernels give the call's images and targets for the same params."""
+    floor = _call_floor()
+    x = torch.rand(6, 3, 8, 10, generator=torch.Generator().manual_seed(1))
+    labels = torch.tensor([0, 3, 9, 2, 2, 7])
+    module = bench._module(op, "elem", 8)
+    replay = floor.generator_calls(module, x.shape)
+    state = module.generator.get_state()
+    module.draw(x.shape)
+    after_draw = module.generator.get_state()
+    module.generator.set_state(state)
+    replay()
+    assert torch.equal(module.generator.get_state(), after_draw)
+    monkeypatch.setattr(floor, "RANDOM_FNS", ("randperm", "rand", "randint"))  # gamma missed
+    with pytest.raises(RuntimeError, match="do not advance the generator"):
+        floor.generator_calls(module, x.shape)
+    monkeypatch.undo()
+    if not _fast.NATIVE:
+        with pytest.raises(RuntimeError, match="C kernels are off"):
+            floor.kernels(op, module, x, labels)
+        return
+    state = module.generator.get_state()
+    images, targets = floor.kernels(op, module, x, labels)()
+    module.generator.set_state(state)
+    params = module.draw(x.shape)
+    want = module.apply(params, x, labels)
+    assert torch.equal(images, want.images) and torch.equal(targets, want.labels)

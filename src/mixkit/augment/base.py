@@ -210,9 +210,10 @@ class MixTransform(torch.nn.Module):
             return torch.from_numpy(a)
 
         kind = sampling.as_numpy(region.kind)
-        lam = sampling.as_numpy(region.lam).astype(np.float64)
-        boxes = np.zeros((b, 4), dtype=np.int64)
-        if region.boxes is not None:
+        lam = sampling.as_numpy(region.lam)
+        if region.boxes is None:
+            boxes = np.zeros((b, 4), dtype=np.int64)
+        else:
             boxes = sampling.as_numpy(region.boxes)
         mask = region.mask
         if self.p < 1.0:  # p = 1: every draw is applied, the gating below is the identity

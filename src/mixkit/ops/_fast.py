@@ -496,7 +496,7 @@ def native_blend(
     b, c, h, w = images.shape
     pm = _index(perm, (b,), "perm")
     floating = images.is_floating_point()
-    wt = weight.reshape(-1)
+    wt = weight if weight.ndim == 1 else weight.reshape(-1)  # (no dispatch when flat)
     wdtype = images.dtype if floating else torch.float32
     if wt.dtype != wdtype or wt.device.type != "cpu" or not wt.is_contiguous():
         wt = wt.to("cpu", wdtype).contiguous()
@@ -620,7 +620,7 @@ def mixup_into(
     native = images.dtype in BLEND_DTYPES and native_ok(images, dst)
     if native and numpy_ready(lam) and ct in NUMPY_FLOATS and wdtype in NUMPY_FLOATS:
         # The same IEEE ops in numpy (1 - lam in ct, then cast), without torch's dispatch.
-        w = 1 - lam.numpy().astype(NUMPY_FLOATS[ct])
+        w = np.subtract(1, lam.numpy(), dtype=NUMPY_FLOATS[ct])
         flat = torch.from_numpy(w.astype(NUMPY_FLOATS[wdtype], copy=False))
     else:
         # torch.rsub(t, 1) is 1 - t without Tensor.__rsub__'s Python wrapper; (B,) weights.

@@ -55,9 +55,10 @@ _TINY = np.finfo(np.float64).tiny
 
 
 @functools.lru_cache(maxsize=64)
-def _shape_tensor(value: float, n: int) -> Tensor:
-    """(n,) float64 filled with value, the gamma draws' shape argument (read-only, reused)."""
-    return torch.full((n,), value, dtype=torch.float64)
+def _shape_tensor(alpha: float, beta: float, n: int) -> Tensor:
+    """(2n,) float64: n times alpha, then n times beta, the gamma draws' shape argument
+    (read-only, reused)."""
+    return torch.tensor([alpha] * n + [beta] * n, dtype=torch.float64)
 
 
 def draw_beta(
@@ -65,17 +66,21 @@ def draw_beta(
 ) -> np.ndarray:
     """``sample_beta`` as a (n,) float64 numpy array."""
     b = alpha if beta is None else beta
-    ga = torch._standard_gamma(_shape_tensor(float(alpha), n), generator=generator).numpy()
-    gb = torch._standard_gamma(_shape_tensor(float(b), n), generator=generator).numpy()
+    # One call for both gammas: torch's CPU gamma kernel draws element after element, so the
+    # 2n draws are the bytes (and the generator position) of two calls of n (tests/test_ops.py).
+    gamma = torch._standard_gamma(_shape_tensor(float(alpha), float(b), n), generator=generator)
+    ga, gb = gamma.numpy()[:n], gamma.numpy()[n:]
     # For tiny alpha torch clamps underflowing gammas to the smallest normal double, so both
     # can sit at that floor: their ratio is then meaningless (it used to come out as 2e-8
     # through a clamp of the sum) and Beta is, to double precision, a coin between 0 and 1.
     floor = _TINY
     u = torch.rand(n, dtype=torch.float64, generator=generator).numpy()  # the coin, always drawn
+    total = ga + gb
     with np.errstate(all="ignore"):  # as silent as torch (inf / inf is NaN there too)
-        ratio = ga / np.maximum(ga + gb, floor)
-    both_under = (ga <= floor) & (gb <= floor)
-    if both_under.any():
+        ratio = ga / np.maximum(total, floor)
+    # Both at the floor implies a sum <= 2 * floor: one reduction decides whether to look.
+    if n and np.minimum.reduce(total) <= 2 * floor:
+        both_under = (ga <= floor) & (gb <= floor)
         ratio = np.where(both_under, (u < 0.5).astype(np.float64), ratio)
     return ratio
 
