@@ -244,6 +244,87 @@ class TestOpArguments:
             ops.mask_mix(_images(), torch.zeros(B, H, W, dtype=torch.long), torch.arange(B))
 
 
+class TestMixParams:
+    """A hand-built ``MixParams`` is checked once, when it is made: every field the apply
+    step reads (the C kernels read B values of each) and λ in [0, 1]."""
+
+    def _fields(self, **changes):
+        fields = {
+            "kind": torch.full((B,), int(augment.Kind.BLEND)),
+            "lam": torch.full((B,), 0.5),
+            "perm": torch.arange(B).roll(1),
+            "boxes": torch.zeros(B, 4, dtype=torch.long),
+            "size": (H, W),
+        }
+        fields.update(changes)
+        return fields
+
+    def test_good_fields_make_params_that_apply(self):
+        params = augment.MixParams(**self._fields())
+        x = _images()
+        assert torch.equal(augment.apply_images(params, x), ops.mixup(x, params.lam, params.perm))
+
+    @pytest.mark.parametrize(
+        "changes, match",
+        [
+            ({"lam": torch.full((B,), float("nan"))}, r"lam must lie in \[0, 1\] \(no NaN\)"),
+            ({"lam": torch.full((B,), 1.5)}, r"lam must lie in \[0, 1\]"),
+            ({"lam": torch.full((B,), -0.1, dtype=torch.float64)}, r"lam must lie in \[0, 1\]"),
+            ({"lam": torch.full((B - 1,), 0.5)}, r"lam must be a \(4,\) float tensor"),
+            ({"lam": torch.ones(B, dtype=torch.long)}, r"lam must be a \(4,\) float tensor"),
+            ({"kind": torch.full((B,), 9)}, r"kind must hold Kind values 0\.\.5"),
+            ({"kind": torch.full((B,), -1)}, r"kind must hold Kind values 0\.\.5"),
+            ({"kind": torch.ones(B)}, r"kind must be a \(B,\) integer tensor"),
+            ({"kind": [1, 1, 1, 1]}, r"kind must be a \(B,\) integer tensor, got list"),
+            ({"perm": torch.arange(B + 1)}, r"perm must be a \(4,\) integer tensor"),
+            ({"boxes": torch.zeros(B, 3, dtype=torch.long)}, r"boxes must be a \(4, 4\) integer"),
+            ({"boxes": torch.zeros(B, 4)}, r"boxes must be a \(4, 4\) integer tensor"),
+            ({"size": (H, 0)}, r"size must be \(H, W\), two ints >= 1"),
+            ({"size": (H,)}, r"size must be \(H, W\)"),
+            ({"mask": torch.zeros(B, H, W)}, r"mask must be None or a bool tensor of shape"),
+            ({"mask": torch.zeros(B, H, W + 1, dtype=torch.bool)}, r"shape \(4, 8, 10\)"),
+        ],
+    )
+    def test_bad_field(self, changes, match):
+        with pytest.raises(ValueError, match=match):
+            augment.MixParams(**self._fields(**changes))
+
+    def test_drawn_sets_every_field_without_the_checks(self):
+        """``MixParams.drawn`` (the built-in draws' constructor) sets every dataclass field
+        (a new field must be added there too) and skips only the checks."""
+        import dataclasses
+
+        fields = self._fields(mask=torch.ones(B, H, W, dtype=torch.bool))
+        fields.update(fill=2.5, resize_mode="bilinear")
+        checked, drawn = augment.MixParams(**fields), augment.MixParams.drawn(**fields)
+        names = [f.name for f in dataclasses.fields(augment.MixParams)]
+        assert sorted(names) == sorted(fields)
+        assert all(getattr(drawn, n) is getattr(checked, n) for n in names)
+        bad = augment.MixParams.drawn(**self._fields(lam=torch.full((B,), 2.0)))
+        assert float(bad.lam[0]) == 2.0
+
+    def test_replace_is_checked_too(self):
+        params = augment.MixParams(**self._fields())
+        with pytest.raises(ValueError, match=r"lam must lie in \[0, 1\]"):
+            params.replace(lam=torch.full((B,), 2.0))
+
+    def test_uint8_blend_of_a_nan_weight_is_zero_in_c(self):
+        """Below the params check, the C kernel defines a NaN partner weight's byte: 0 on
+        the AVX2 loop and on the scalar loop alike (a C cast of NaN to a byte is undefined;
+        it happened to give 0 on x86 before the guard). Samples of 3x8x10 (AVX2 only) and
+        1x3x5 (8 on AVX2, a scalar tail of 7)."""
+        if not _fast.NATIVE:
+            pytest.skip("C kernels off")
+        for shape in ((C, H, W), (1, 3, 5)):
+            x = torch.randint(0, 256, (B, *shape), dtype=torch.uint8)
+            weight = torch.tensor([float("nan"), 0.25, float("nan"), 0.5])
+            out = torch.empty_like(x)
+            assert _fast.native_blend(x, out, weight, torch.arange(B).roll(1))
+            assert not out[[0, 2]].any()
+            ref = ops.mixup(x, 1 - weight.nan_to_num(0.0), torch.arange(B).roll(1))
+            assert torch.equal(out[[1, 3]], ref[[1, 3]])
+
+
 # ----------------------------------------------------------------------------- hyper-parameters
 class TestHyperParameters:
     @pytest.mark.parametrize("alpha", [0, -1.0, float("nan"), True, "1"])

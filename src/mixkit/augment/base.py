@@ -224,7 +224,7 @@ class MixTransform(torch.nn.Module):
                 mask = mask & torch.from_numpy(applied).view(-1, 1, 1)
         if mask is not None and mask.shape[0] != b:
             mask = mask.expand(b, *mask.shape[1:]).clone()
-        return MixParams(
+        return MixParams.drawn(
             expand(kind), expand(lam.astype(np.float32)), _tensor(perm), expand(boxes),
             size, mask, **self._extras(),
         )  # fmt: skip

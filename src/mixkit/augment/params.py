@@ -27,9 +27,24 @@ class Kind(IntEnum):
     MASK = 5  # ClassMix / FMix: partner's pixels where mask is True
 
 
+_INTEGER = (torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8)
+_MAX_KIND = int(max(Kind))
+_NUMPY_LAM = (torch.float32, torch.float64)
+_MIN, _MAX = np.minimum, np.maximum  # min / max reductions; NaN propagates through both
+
+
+def _integer(t: Tensor) -> bool:
+    return t.dtype in _INTEGER
+
+
+def _describe(t: object) -> str:
+    return f"{t.dtype} {tuple(t.shape)}" if isinstance(t, Tensor) else type(t).__name__
+
+
 @dataclass(frozen=True)
 class MixParams:
     """One draw for a batch of B images of size (H, W). All tensors live on the CPU.
+    The constructor and ``replace`` check every field (one ValueError naming the field).
 
     Attributes:
         kind: (B,) int64 ``Kind`` per sample.
@@ -51,6 +66,76 @@ class MixParams:
     mask: Tensor | None = None
     fill: float = 0.0
     resize_mode: str = "nearest"
+
+    def __post_init__(self) -> None:
+        """One ValueError naming the field for a hand-built draw the apply step cannot use
+        (the C kernels read B values of each field; λ outside [0, 1] or NaN would extrapolate
+        the blend or put NaN into images and targets)."""
+        kind, lam, perm, boxes = self.kind, self.lam, self.perm, self.boxes
+        if not isinstance(kind, Tensor) or kind.ndim != 1 or not _integer(kind):
+            raise ValueError(f"kind must be a (B,) integer tensor, got {_describe(kind)}")
+        b = kind.shape[0]
+        if not isinstance(lam, Tensor) or lam.shape != (b,) or not lam.is_floating_point():
+            raise ValueError(f"lam must be a {(b,)} float tensor, got {_describe(lam)}")
+        if not isinstance(perm, Tensor) or perm.shape != (b,) or not _integer(perm):
+            raise ValueError(f"perm must be a {(b,)} integer tensor, got {_describe(perm)}")
+        if not isinstance(boxes, Tensor) or boxes.shape != (b, 4) or not _integer(boxes):
+            raise ValueError(f"boxes must be a {(b, 4)} integer tensor, got {_describe(boxes)}")
+        size = self.size
+        if not (
+            isinstance(size, tuple | list)
+            and len(size) == 2
+            and all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in size)
+        ):
+            raise ValueError(f"size must be (H, W), two ints >= 1, got {size!r}")
+        mask = self.mask
+        if mask is not None and (
+            not isinstance(mask, Tensor) or mask.dtype != torch.bool or mask.shape != (b, *size)
+        ):
+            raise ValueError(
+                f"mask must be None or a bool tensor of shape {(b, *size)}, got {_describe(mask)}"
+            )
+        if b == 0:
+            return
+        if kind.dtype == torch.int64 and lam.dtype in _NUMPY_LAM and numpy_ready(kind):
+            k, v = kind.numpy(), lam.detach().cpu().numpy()  # (lam: a no-op on the CPU)
+            kinds_ok = 0 <= int(_MIN.reduce(k)) and int(_MAX.reduce(k)) <= _MAX_KIND
+            lam_ok = 0.0 <= float(_MIN.reduce(v)) and float(_MAX.reduce(v)) <= 1.0  # NaN: False
+        else:
+            kinds_ok = bool(((kind >= 0) & (kind <= _MAX_KIND)).all())
+            lam_ok = bool(((lam >= 0) & (lam <= 1)).all())
+        if not kinds_ok:
+            raise ValueError(f"kind must hold Kind values 0..{_MAX_KIND}, got {kind.tolist()}")
+        if not lam_ok:
+            raise ValueError(f"lam must lie in [0, 1] (no NaN), got {lam.tolist()}")
+
+    @classmethod
+    def drawn(
+        cls,
+        kind: Tensor,
+        lam: Tensor,
+        perm: Tensor,
+        boxes: Tensor,
+        size: tuple[int, int],
+        mask: Tensor | None = None,
+        fill: float = 0.0,
+        resize_mode: str = "nearest",
+    ) -> MixParams:
+        """The params of a built-in draw (``MixTransform._finish``), valid by construction:
+        made without the field checks (~15 us a call on a 2-core CPU)."""
+        params = object.__new__(cls)
+        for name, value in (
+            ("kind", kind),
+            ("lam", lam),
+            ("perm", perm),
+            ("boxes", boxes),
+            ("size", size),
+            ("mask", mask),
+            ("fill", fill),
+            ("resize_mode", resize_mode),
+        ):
+            object.__setattr__(params, name, value)
+        return params
 
     @property
     def batch_size(self) -> int:

@@ -228,7 +228,8 @@ static inline byte blend_px(byte x, byte p, float keep, float w) {
     const float magic = 8388608.0f;
     float a = (float)x * keep, b = (float)p * w; /* float32 each */
     float r = ((a + b) + magic) - magic;
-    return (byte)(r < 0.0f ? 0.0f : (r > 255.0f ? 255.0f : r));
+    /* NaN (a NaN weight) fails both tests and gives 0, as the AVX2 max / min below do. */
+    return (byte)(r >= 0.0f ? (r <= 255.0f ? r : 255.0f) : 0.0f);
 }
 
 /* OP_BLEND, float: ATen's lerp formula (aten/src/ATen/native/Lerp.h: w < 0.5 ? x + w*(p - x)
