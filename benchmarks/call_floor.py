@@ -34,7 +34,6 @@ import torch
 
 from mixkit import bench
 from mixkit.augment.apply import mix_class_ids
-from mixkit.markdown import replace_section
 from mixkit.ops import _fast
 
 SECTION = "## 1c. Floor of a whole call (issue 6)"
@@ -156,14 +155,7 @@ def render(all_cases: list[bench.Case], machine: str, command: str) -> str:
             )
     return "\n".join(
         [
-            f"Machine: {machine}.",
-            "",
-            "Command:",
-            "",
-            "```",
-            command,
-            "```",
-            "",
+            *bench.header(machine, command),
             'Per-sample (`mode="elem"`) `module(images, labels)` with (B,) class ids, '
             "median µs over the rounds. `kernels`: the output allocation and the two C calls "
             "of the apply (images with the fused NaN/Inf check, labels); `generator`: the "
@@ -203,10 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     flags += ["--rounds", str(args.rounds), "--min-time", str(args.min_time)]
     command = bench.command_line("python benchmarks/call_floor.py", flags)
     text = render(all_cases, bench.machine_line(torch.device("cpu"), args.threads), command)
-    print(text)
-    if args.benchmarks:
-        replace_section(args.benchmarks, SECTION, text)
-        print(f"wrote {args.benchmarks}", file=sys.stderr)
+    bench.publish(text, args.benchmarks, SECTION)
     return 0
 
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import sys
 import time
 
 import torch
@@ -31,7 +30,6 @@ from torch.utils import benchmark
 
 from mixkit import bench, losses, models
 from mixkit.augment import CutMix
-from mixkit.markdown import replace_section
 from mixkit.recursive import RecursiveMix, RecursiveMixStep
 from mixkit.train import build_optimizer
 
@@ -183,10 +181,7 @@ def main(argv: list[str] | None = None) -> int:
             "",
         ]
     )
-    print(body)
-    if args.benchmarks:
-        replace_section(args.benchmarks, SECTION, body)
-        print(f"wrote {args.benchmarks}", file=sys.stderr)
+    bench.publish(body, args.benchmarks, SECTION)
     return 0
 
 

@@ -327,6 +327,19 @@ def _us(s: float) -> str:
     return f"{us:,.0f}" if us >= 100 else f"{us:.1f}"
 
 
+def header(machine: str, command: str) -> list[str]:
+    """The first lines of a benchmark section: the machine and the command that made it."""
+    return [f"Machine: {machine}.", "", "Command:", "", "```", command, "```", ""]
+
+
+def publish(text: str, path: str, section: str) -> None:
+    """Print a benchmark section and, unless ``path`` is empty, write it into that file."""
+    print(text)
+    if path:
+        replace_section(path, section, text)
+        print(f"wrote {path}", file=sys.stderr)
+
+
 def render(
     cases: list[Case], machine: str, command: str, device: torch.device, versions: dict[str, str]
 ) -> str:
@@ -334,14 +347,7 @@ def render(
     by = {c.key: c for c in cases}
     sizes = list(dict.fromkeys(c.size for c in cases))
     lines = [
-        f"Machine: {machine}.",
-        "",
-        "Command:",
-        "",
-        "```",
-        command,
-        "```",
-        "",
+        *header(machine, command),
         "The `MALLOC_*` variables (on the benchmark command only) keep glibc from trimming and "
         "unmapping freed memory between calls, which otherwise makes CPU timings noisy; "
         "`MALLOC_MMAP_MAX_=0` also serves blocks of 32 MiB or more (a 64x3x224x224 float32 "
