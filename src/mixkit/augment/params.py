@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from enum import IntEnum
+from numbers import Integral
 
 import numpy as np
 import torch
@@ -85,7 +86,7 @@ class MixParams:
         if not (
             isinstance(size, tuple | list)
             and len(size) == 2
-            and all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in size)
+            and all(isinstance(v, Integral) and not isinstance(v, bool) and v >= 1 for v in size)
         ):
             raise ValueError(f"size must be (H, W), two ints >= 1, got {size!r}")
         mask = self.mask
@@ -105,9 +106,17 @@ class MixParams:
             kinds_ok = bool(((kind >= 0) & (kind <= _MAX_KIND)).all())
             lam_ok = bool(((lam >= 0) & (lam <= 1)).all())
         if not kinds_ok:
-            raise ValueError(f"kind must hold Kind values 0..{_MAX_KIND}, got {kind.tolist()}")
+            bad = kind[(kind < 0) | (kind > _MAX_KIND)]
+            raise ValueError(
+                f"kind must hold Kind values 0..{_MAX_KIND}, got {bad.numel()} other values, "
+                f"e.g. {bad[:4].tolist()}"
+            )
         if not lam_ok:
-            raise ValueError(f"lam must lie in [0, 1] (no NaN), got {lam.tolist()}")
+            bad = lam[~((lam >= 0) & (lam <= 1))]
+            raise ValueError(
+                f"lam must lie in [0, 1] (no NaN), got {bad.numel()} values outside, "
+                f"e.g. {bad[:4].tolist()}"
+            )
 
     @classmethod
     def drawn(

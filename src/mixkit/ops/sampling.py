@@ -58,7 +58,9 @@ _TINY = np.finfo(np.float64).tiny
 def _shape_tensor(alpha: float, beta: float, n: int) -> Tensor:
     """(2n,) float64: n times alpha, then n times beta, the gamma draws' shape argument
     (read-only, reused)."""
-    return torch.tensor([alpha] * n + [beta] * n, dtype=torch.float64)
+    shape = torch.empty(2 * n, dtype=torch.float64)
+    shape[:n], shape[n:] = alpha, beta
+    return shape
 
 
 def draw_beta(
