@@ -172,8 +172,7 @@ class RecursiveMix(MixTransform):
         half_h = np.floor(ratio * height).astype(np.int64) // 2
         half_w = np.floor(ratio * width).astype(np.int64) // 2
         boxes = sampling.draw_boxes_centred(2 * half_h, 2 * half_w, height, width, generator)
-        lam = 1 - sampling.area_fraction(boxes, height, width)
-        return Region(np.full(n, int(Kind.RESIZE), dtype=np.int64), lam, boxes)
+        return Region.of_boxes(Kind.RESIZE, boxes, height, width)
 
     def draw(
         self,

@@ -51,6 +51,19 @@ class Region:
     boxes: Tensor | np.ndarray | None = None  # (n, 4) int64
     mask: Tensor | None = None  # (n, H, W) bool
 
+    @classmethod
+    def of_boxes(cls, kind: Kind, boxes: np.ndarray, height: int, width: int) -> Region:
+        """A box region from (n, 4) int64 numpy boxes, λ the kept pixel fraction."""
+        lam = 1 - sampling.area_fraction(boxes, height, width)
+        return cls(kind_array(len(boxes), kind), lam, boxes)
+
+
+def kind_array(n: int, kind: Kind) -> np.ndarray:
+    """(n,) int64 numpy array holding one ``Kind`` (a region's kind)."""
+    out = np.empty(n, dtype=np.int64)
+    out.fill(int(kind))
+    return out
+
 
 def _tensor(a: np.ndarray | Tensor) -> Tensor:
     return torch.from_numpy(a) if isinstance(a, np.ndarray) else a

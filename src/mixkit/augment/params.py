@@ -98,8 +98,9 @@ class MixParams:
             )
         if b == 0:
             return
-        if kind.dtype == torch.int64 and lam.dtype in _NUMPY_LAM and numpy_ready(kind):
-            k, v = kind.numpy(), lam.detach().cpu().numpy()  # (lam: a no-op on the CPU)
+        numpy_ok = numpy_ready(kind) and numpy_ready(lam)
+        if numpy_ok and kind.dtype == torch.int64 and lam.dtype in _NUMPY_LAM:
+            k, v = kind.numpy(), lam.numpy()
             kinds_ok = 0 <= int(_MIN.reduce(k)) and int(_MAX.reduce(k)) <= _MAX_KIND
             lam_ok = 0.0 <= float(_MIN.reduce(v)) and float(_MAX.reduce(v)) <= 1.0  # NaN: False
         else:

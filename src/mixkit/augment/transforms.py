@@ -10,7 +10,7 @@ import torch
 from torch import Tensor
 
 from mixkit import ops
-from mixkit.augment.base import MixTransform, Region, check_alpha, check_fraction
+from mixkit.augment.base import MixTransform, Region, check_alpha, check_fraction, kind_array
 from mixkit.augment.params import Kind
 from mixkit.ops import sampling
 
@@ -26,17 +26,6 @@ __all__ = [
 ]
 
 
-def _full(n: int, kind: Kind) -> np.ndarray:
-    out = np.empty(n, dtype=np.int64)
-    out.fill(int(kind))
-    return out
-
-
-def _box_region(kind: Kind, boxes: np.ndarray, height: int, width: int) -> Region:
-    """A box region from (n, 4) int64 numpy boxes, λ the kept fraction."""
-    return Region(_full(len(boxes), kind), 1 - sampling.area_fraction(boxes, height, width), boxes)
-
-
 class MixUp(MixTransform):
     """MixUp (Zhang et al. 2018): ``x = λ x_i + (1-λ) x_perm``, λ ~ Beta(alpha, alpha)."""
 
@@ -45,7 +34,7 @@ class MixUp(MixTransform):
         self.alpha = check_alpha(alpha)
 
     def _draw_region(self, n, height, width, generator, **context) -> Region:
-        return Region(_full(n, Kind.BLEND), sampling.draw_beta(self.alpha, n, generator))
+        return Region(kind_array(n, Kind.BLEND), sampling.draw_beta(self.alpha, n, generator))
 
 
 class CutMix(MixTransform):
@@ -68,7 +57,7 @@ class CutMix(MixTransform):
         area = 1 - sampling.draw_beta(self.alpha, n, generator)
         h, w = sampling.box_sides(area, height, width)
         place = sampling.draw_boxes_centred if self.correct_lam else sampling.draw_boxes_inside
-        return _box_region(Kind.CROP, place(h, w, height, width, generator), height, width)
+        return Region.of_boxes(Kind.CROP, place(h, w, height, width, generator), height, width)
 
 
 class ResizeMix(MixTransform):
@@ -105,7 +94,7 @@ class ResizeMix(MixTransform):
         h = sampling.clamp(np.round(tau * height).astype(np.int64), 1, height)
         w = sampling.clamp(np.round(tau * width).astype(np.int64), 1, width)
         boxes = sampling.draw_boxes_inside(h, w, height, width, generator)
-        return _box_region(Kind.RESIZE, boxes, height, width)
+        return Region.of_boxes(Kind.RESIZE, boxes, height, width)
 
 
 class Cutout(MixTransform):
@@ -134,7 +123,7 @@ class Cutout(MixTransform):
         # and clipped, covers it all (DeVries & Taylor's reference clips only the corners).
         side = np.full(n, self.length, dtype=np.int64)
         boxes = sampling.draw_boxes_centred(side, side, height, width, generator)
-        return _box_region(Kind.FILL, boxes, height, width)
+        return Region.of_boxes(Kind.FILL, boxes, height, width)
 
 
 class FMix(MixTransform):
@@ -150,7 +139,7 @@ class FMix(MixTransform):
         area = 1 - ops.sample_beta(self.alpha, n, generator)
         mask = ops.fmix_mask(area, height, width, generator, self.decay_power)
         lam = 1 - mask.flatten(1).double().mean(1)
-        return Region(_full(n, Kind.MASK), lam, mask=mask)
+        return Region(kind_array(n, Kind.MASK), lam, mask=mask)
 
 
 class ClassMix(MixTransform):
@@ -192,7 +181,7 @@ class ClassMix(MixTransform):
         ).cpu()
         lam = 1 - mask.flatten(1).double().mean(1)
         # The masks are per sample in both modes; in batch mode only the p-gate is shared.
-        return Region(_full(b, Kind.MASK), lam, mask=mask)
+        return Region(kind_array(b, Kind.MASK), lam, mask=mask)
 
 
 class RandomChoice(MixTransform):
