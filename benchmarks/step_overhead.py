@@ -30,7 +30,7 @@ from torch.utils import benchmark
 
 from mixkit import bench, losses, models
 from mixkit.augment import CutMix
-from mixkit.recursive import RecursiveMix, RecursiveMixStep
+from mixkit.methods.recursivemix import RecursiveMix, RecursiveMixStep
 from mixkit.train import build_optimizer
 
 SECTION = "## 2. Training-step overhead (issue 6)"

@@ -29,6 +29,9 @@ MODULES = [
     ("mixkit.collate", "Mixing inside DataLoader workers."),
     ("mixkit.train", "Trainer utilities: seeding, schedules, metrics, checkpoints."),
     ("mixkit.plots", "Matplotlib figures."),
+    ("mixkit.methods.recursivemix", "RecursiveMix: augment, ROI consistency loss, training step."),
+    ("mixkit.methods.kd", "Knowledge distillation with DA: schemes, KD loss, trainer, audit."),
+    ("mixkit.methods.semiseg", "Semi-supervised segmentation: data, mixers, trainers, mIoU."),
 ]
 # Modules whose public functions must document tensor shapes and dtypes.
 SHAPE_MODULES = ("mixkit.ops", "mixkit.augment", "mixkit.losses", "mixkit.data")
@@ -47,6 +50,14 @@ def _signature(obj: object) -> str:
 
 def _doc(obj: object) -> str:
     return inspect.cleandoc(obj.__doc__) if obj.__doc__ else "*(no docstring)*"
+
+
+def _constant(obj: object) -> str:
+    """``Constant: `repr` ``; a registry (a dict of functions) lists its names, since the
+    repr of a function holds its memory address."""
+    if isinstance(obj, dict) and any(inspect.isfunction(v) for v in obj.values()):
+        return f"Registry of functions: `{', '.join(map(str, obj))}`"
+    return f"Constant: `{obj!r}`"
 
 
 def _public(module: object) -> list[str]:
@@ -103,7 +114,7 @@ def render() -> str:
             elif callable(obj):
                 lines += [f"### `{name}.{attr}{_signature(obj)}`", "", _doc(obj), ""]
             else:
-                lines += [f"### `{name}.{attr}`", "", f"Constant: `{obj!r}`", ""]
+                lines += [f"### `{name}.{attr}`", "", _constant(obj), ""]
     return "\n".join(lines).rstrip() + "\n"
 
 

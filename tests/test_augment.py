@@ -23,6 +23,7 @@ from conftest import (
     tagged_images,
 )
 
+from mixkit import ops
 from mixkit.augment import (
     AUGMENTS,
     BoxBatch,
@@ -34,6 +35,7 @@ from mixkit.augment import (
     MixParams,
     MixUp,
     MixUpCutMix,
+    MultiBoxCutMix,
     RandomChoice,
     ResizeMix,
     build_augment,
@@ -454,6 +456,30 @@ class TestCutMix(_Contract):
 
 class TestCutMixNoCorrection(TestCutMix):
     correct_lam = False
+
+
+class TestMultiBoxCutMix(_Contract):
+    def make(self, **kw):
+        return MultiBoxCutMix(alpha=kw.pop("alpha", 1.0), num_boxes=3, **kw)
+
+    def test_region_is_the_union_of_the_boxes(self):
+        """The pasted region is a union of 3 axis-aligned boxes whose areas sum to about
+        1 - λ_drawn: at most 3 boxes' worth of pixels, and at least one box's worth."""
+        t = self.make(generator=0, correct_lam=False)
+        p = t.draw((400, 1, 32, 32))
+        pasted = 1 - p.lam.double()
+        assert bool((p.kind == Kind.MASK).all()) and p.mask is not None
+        assert torch.allclose(pasted, p.mask.flatten(1).double().mean(1))
+        # unclipped boxes of area (1 - λ)/3 each: the union's mean is below Beta(1,1)'s 1/2
+        assert 0.3 < float(pasted.mean()) < 0.5
+        one = MultiBoxCutMix(num_boxes=1, generator=0, correct_lam=False).draw((400, 1, 32, 32))
+        ref = CutMix(generator=0, correct_lam=False).draw((400, 1, 32, 32))
+        assert torch.equal(one.mask, ops.box_mask(ref.boxes, 32, 32)[:, 0])
+
+    def test_bad_num_boxes(self):
+        for bad in (0, 1.5, True):
+            with pytest.raises(ValueError, match="num_boxes must be an int >= 1"):
+                MultiBoxCutMix(num_boxes=bad)
 
 
 class TestResizeMix(_Contract):

@@ -312,7 +312,7 @@ def test_torchrun_semiseg_dualteacher_student_and_teachers_identical(tmp_path):
     """``mixkit semiseg --method dualteacher`` on 2 ranks: the student and both EMA teachers
     hold the same bytes on every rank (SHA-256 per rank in summary.json, equal to the models
     rank 0 saved), the teachers moved away from each other, and rank 0 alone logs."""
-    from mixkit.semiseg.net import SegNet
+    from mixkit.methods.semiseg.net import SegNet
 
     out = tmp_path / "dt"
     argv = ["semiseg", "--method", "dualteacher", "--epochs", "2", "--iters-per-epoch", "3"]

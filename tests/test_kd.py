@@ -1,4 +1,4 @@
-"""Tests of knowledge distillation with DA (issue 4): KD loss, DA schemes, CutMixPick,
+"""Tests of knowledge distillation with DA: KD loss, DA schemes, CutMixPick,
 AutoAugment ops, T. stddev / covariance / correlations, and the CLI end to end."""
 
 from __future__ import annotations
@@ -13,10 +13,12 @@ import torch
 
 from mixkit import data, models
 from mixkit.cli import main
-from mixkit.kd import audit
-from mixkit.kd.autoaugment import OPS, apply_op, autoaugment
-from mixkit.kd.config import AuditConfig, KDConfig
-from mixkit.kd.schemes import (
+from mixkit.methods.kd import audit_stats
+from mixkit.methods.kd.autoaugment import OPS, apply_op, autoaugment
+from mixkit.methods.kd.checkpoints import resolve_run
+from mixkit.methods.kd.config import AuditConfig, KDConfig
+from mixkit.methods.kd.loss import kd_loss
+from mixkit.methods.kd.schemes import (
     SCHEMES,
     CutMixPick,
     SchemeContext,
@@ -24,7 +26,7 @@ from mixkit.kd.schemes import (
     entropy,
     pick_scores,
 )
-from mixkit.kd.trainer import kd_loss, resolve_run, run
+from mixkit.methods.kd.trainer import run
 
 
 @pytest.fixture(scope="module")
@@ -303,60 +305,60 @@ class TestTStddev:
         )
         means = [[(p[i, c] + p[i + 1, c]).item() / 2 for c in range(3)] for i in (0, 2, 4)]
         expect = statistics.fmean(statistics.stdev(m[c] for m in means) for c in range(3))
-        assert audit.t_stddev_of_stream(p, 2) == pytest.approx(expect, rel=1e-12)
-        acc = audit.ChunkMeans(2)  # chunks may span several add() calls
+        assert audit_stats.t_stddev_of_stream(p, 2) == pytest.approx(expect, rel=1e-12)
+        acc = audit_stats.ChunkMeans(2)  # chunks may span several add() calls
         for part in (p[:1], p[1:4], p[4:]):
             acc.add(part)
-        assert audit.t_stddev(acc.means) == pytest.approx(expect, rel=1e-12)
+        assert audit_stats.t_stddev(acc.means) == pytest.approx(expect, rel=1e-12)
         assert acc.means.shape == (3, 3)
 
     def test_constant_stream_is_zero(self):
         p = torch.full((40, 4), 0.25)
-        assert audit.t_stddev_of_stream(p, 8) == 0.0
+        assert audit_stats.t_stddev_of_stream(p, 8) == 0.0
 
     def test_needs_two_groups(self):
         with pytest.raises(ValueError, match="G >= 2 groups"):
-            audit.t_stddev_of_stream(torch.full((5, 2), 0.5), 4)
+            audit_stats.t_stddev_of_stream(torch.full((5, 2), 0.5), 4)
 
     def test_ce_covariance_formula(self):
         q = torch.rand(6, 5, generator=_gen(0), dtype=torch.float64) + 0.5
         qn = (q / q.max(0, keepdim=True).values).numpy()
         cov = np.cov(qn, rowvar=False)
         expect = sum(cov[i, j] for i in range(5) for j in range(i)) / 25
-        assert audit.ce_covariance(q) == pytest.approx(expect, rel=1e-10)
+        assert audit_stats.ce_covariance(q) == pytest.approx(expect, rel=1e-10)
         with pytest.raises(ValueError, match="R >= 2"):
-            audit.ce_covariance(q[:1])
+            audit_stats.ce_covariance(q[:1])
 
 
 class TestCorrelations:
     def test_known_values(self):
         x = [1.0, 2.0, 3.0, 4.0, 5.0]
-        assert audit.pearson(x, [2 * v + 1 for v in x]) == pytest.approx(1.0)
-        assert audit.spearman(x, [v**3 for v in x]) == pytest.approx(1.0)
-        assert audit.kendall(x, [5.0, 4.0, 3.0, 2.0, 1.0]) == pytest.approx(-1.0)
+        assert audit_stats.pearson(x, [2 * v + 1 for v in x]) == pytest.approx(1.0)
+        assert audit_stats.spearman(x, [v**3 for v in x]) == pytest.approx(1.0)
+        assert audit_stats.kendall(x, [5.0, 4.0, 3.0, 2.0, 1.0]) == pytest.approx(-1.0)
         # one discordant pair out of 10: tau = (9 - 1) / 10
-        assert audit.kendall(x, [1.0, 2.0, 3.0, 5.0, 4.0]) == pytest.approx(0.8)
-        assert audit.spearman(x, [1.0, 2.0, 3.0, 5.0, 4.0]) == pytest.approx(0.9)
+        assert audit_stats.kendall(x, [1.0, 2.0, 3.0, 5.0, 4.0]) == pytest.approx(0.8)
+        assert audit_stats.spearman(x, [1.0, 2.0, 3.0, 5.0, 4.0]) == pytest.approx(0.9)
 
     def test_matches_scipy(self):
         stats = pytest.importorskip("scipy.stats")
         rng = np.random.default_rng(0)
         x, y = rng.normal(size=9), rng.normal(size=9)
         y[3] = y[5]  # a tie
-        assert audit.pearson(x, y) == pytest.approx(stats.pearsonr(x, y)[0])
-        assert audit.spearman(x, y) == pytest.approx(stats.spearmanr(x, y)[0])
-        assert audit.kendall(x, y) == pytest.approx(stats.kendalltau(x, y)[0])
+        assert audit_stats.pearson(x, y) == pytest.approx(stats.pearsonr(x, y)[0])
+        assert audit_stats.spearman(x, y) == pytest.approx(stats.spearmanr(x, y)[0])
+        assert audit_stats.kendall(x, y) == pytest.approx(stats.kendalltau(x, y)[0])
 
     def test_permutation_p_values(self):
         x = [1.0, 2.0, 3.0, 4.0, 5.0]
-        c = audit.correlations(x, x)
+        c = audit_stats.correlations(x, x)
         # exact: only the identity permutation (and its reverse, two-sided) reach |rho| = 1
         assert c["spearman"]["p"] == pytest.approx(2 / 120)
         assert c["kendall"]["r"] == pytest.approx(1.0)
-        c9 = audit.correlations(list(range(9)), list(range(9)), n_perm=2000)
+        c9 = audit_stats.correlations(list(range(9)), list(range(9)), n_perm=2000)
         assert 0 < c9["spearman"]["p"] < 0.01
         with pytest.raises(ValueError, match="equal length >= 2"):
-            audit.correlations([1.0], [2.0])
+            audit_stats.correlations([1.0], [2.0])
 
 
 # ----------------------------------------------------------------------------- CLI end to end
@@ -440,7 +442,7 @@ def test_experiment_kd_tiny(tmp_path):
     out = tmp_path / "exp"
     bench = tmp_path / "BENCH.md"
     bench.write_text(
-        "# b\n\n## 4. Knowledge distillation: T. stddev audit (issue 4)\n\nold\n\n## 5. x\n"
+        "# b\n\n## 4. Knowledge distillation: T. stddev audit\n\nold\n\n## 5. x\n"
     )
     argv = ["experiment", "kd", "--dataset", "digits", "--teacher-epochs", "2", "--seeds", "0,1"]
     argv += ["--da", "identity,cutmix,cutmix_pick_t", "--student-epochs", "1", "--jobs", "2"]

@@ -12,7 +12,7 @@ import pytest
 import torch
 import yaml
 
-import mixkit.semiseg
+import mixkit.methods.semiseg
 from mixkit import plots
 from mixkit.cli import main
 from mixkit.config import TrainConfig
@@ -134,7 +134,7 @@ def test_plot_hook_replaces_builtin_steps(tmp_path, monkeypatch):
         calls.append(run_dir)
         return [run_dir / "plots" / "custom.png"]
 
-    monkeypatch.setattr(mixkit.semiseg, "plot_run", hook, raising=False)
+    monkeypatch.setattr(mixkit.methods.semiseg, "plot_run", hook, raising=False)
     assert plot_cmd.plot_run(seg, log=lambda s: None) == [seg / "plots" / "custom.png"]
     assert calls == [seg]
 

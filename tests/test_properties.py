@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 
 from mixkit import augment, ops
 from mixkit.augment import BoxBatch, Kind
-from mixkit.recursive import RecursiveMix
+from mixkit.augment import RecursiveMix
 
 pytestmark = [pytest.mark.slow] if SLOW else []
 
@@ -159,8 +159,10 @@ def check_params(params, b: int, h: int, w: int, kinds: set[Kind], p: float) -> 
     assert bool((params.lam[params.kind == Kind.NONE] == 1).all())
     if p == 0.0:
         assert bool((params.kind == Kind.NONE).all())
+    self_paired = params.perm == torch.arange(b)  # unchanged by any mixer: NONE, λ = 1
+    assert bool((params.kind[self_paired] == Kind.NONE).all())
     if p == 1.0:
-        assert bool((params.kind != Kind.NONE).all())
+        assert bool((params.kind[~self_paired] != Kind.NONE).all())
     bx = params.boxes
     assert bool(((bx[:, 0] <= bx[:, 2]) & (bx[:, 1] <= bx[:, 3])).all())
     assert bool(((bx >= 0).all(1) & (bx[:, 2] <= w) & (bx[:, 3] <= h)).all())

@@ -1,4 +1,4 @@
-"""RecursiveMix (issue 3): augment, ROI-Align, consistency loss, recipe and experiment."""
+"""RecursiveMix: augment, ROI-Align, consistency loss, recipe and experiment."""
 
 from __future__ import annotations
 
@@ -10,15 +10,15 @@ from torch import nn
 from mixkit import losses, models, ops
 from mixkit.augment import MixTransform
 from mixkit.config import TrainConfig
-from mixkit.recursive import (
+from mixkit.methods.recursivemix import (
     FeatureModel,
     RecursiveMix,
     RecursiveMixStep,
     RoIHead,
     recursive_mix_loss,
-    save_mix_grid_for,
 )
-from mixkit.roi_align import roi_align
+from mixkit.methods.recursivemix.roi_align import roi_align
+from mixkit.plots import save_recursive_mix_grid
 from mixkit.train import atomic_save, load_checkpoint
 
 
@@ -514,13 +514,14 @@ def test_grid_leaves_the_mixer_untouched(tmp_path):
     ds = data.load_dataset("digits")
     rm = RecursiveMix(num_classes=10, generator=0)
     state = rm.generator.get_state()
-    path = save_mix_grid_for(ds, rm, 4, tmp_path / "g.png", seed=1)
+    path = save_recursive_mix_grid(ds, rm, 4, tmp_path / "g.png", seed=1)
     assert path.stat().st_size > 1000
     assert not rm.has_history and torch.equal(rm.generator.get_state(), state)
 
 
 def test_replace_section_touches_only_its_section(tmp_path):
-    from mixkit.recipes.rm_experiment import _epochs, replace_section
+    from mixkit.experiments.markdown import replace_section
+    from mixkit.experiments.rm import _epochs
 
     path = tmp_path / "B.md"
     path.write_text("# T\n\n## 1. A\n\nkeep A\n\n## 3. R\n\nold\n\n## 4. K\n\nkeep K\n")
@@ -548,7 +549,7 @@ def _experiment_argv(tmp_path, bench, *methods):
 def test_experiment_table_numbers_and_direction(tmp_path, monkeypatch):
     """The table is the mean ± sample std of the runs' test accuracies (runs faked here)."""
     from mixkit.cli import main
-    from mixkit.recipes import rm_experiment
+    from mixkit.experiments import rm as rm_experiment
 
     fake = {"none": [0.90, 0.92], "cutmix": [0.93, 0.95], "recursivemix": [0.91, 0.97]}
 
@@ -557,7 +558,7 @@ def test_experiment_table_numbers_and_direction(tmp_path, monkeypatch):
 
     monkeypatch.setattr(rm_experiment, "_train_one", train_one)
     bench = tmp_path / "BENCHMARKS.md"
-    bench.write_text("# b\n\n## 3. RecursiveMix replication (issue 3)\n\nold\n\n## 4. KD\n\nK\n")
+    bench.write_text("# b\n\n## 3. RecursiveMix replication\n\nold\n\n## 4. KD\n\nK\n")
     argv = _experiment_argv(tmp_path, bench, "baseline", "cutmix", "recursivemix")
     assert main(argv) == 0
     table = (tmp_path / "docs" / "rm_replication.md").read_text()

@@ -222,9 +222,9 @@ def test_semiseg_crash_mid_epoch_resumes_bitwise(tmp_path, monkeypatch, method):
     """Student AND teachers (EMA, on-duty switch, PS-MT warm-up optimisers) after a crash in
     epoch 2 (checkpoint at step 6 = iteration 2 of 4, crash at step 7) and a resume equal an
     uninterrupted run's bytes."""
+    from mixkit.methods.semiseg import trainer_base as trainers
+    from mixkit.methods.semiseg.config import SemisegConfig
     from mixkit.recipes import semiseg
-    from mixkit.semiseg import trainers
-    from mixkit.semiseg.config import SemisegConfig
 
     ref, run = tmp_path / "ref", tmp_path / "run"
     semiseg.run(SemisegConfig(**SEMI, method=method, out=str(ref)))
@@ -282,8 +282,8 @@ def test_semiseg_sigkill_mid_epoch_then_resume_is_bitwise_identical(tmp_path):
 @pytest.mark.parametrize("da", ["cutmix_pick", "autoaugment"])
 def test_kd_crash_mid_epoch_resumes_bitwise(tmp_path, monkeypatch, da):
     """``mixkit distill``: crash 2 steps after a mid-epoch checkpoint, resume, same bytes."""
-    from mixkit.kd import trainer as kd
-    from mixkit.kd.config import KDConfig
+    from mixkit.methods.kd import trainer as kd
+    from mixkit.methods.kd.config import KDConfig
 
     teacher = tmp_path / "teacher"
     classify.run(TrainConfig(**{**FAST, "epochs": 1}, out=str(teacher)))

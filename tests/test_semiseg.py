@@ -1,4 +1,4 @@
-"""Semi-supervised segmentation (issue 5): data and splits, mixers, mIoU, trainers' teacher
+"""Semi-supervised segmentation: data and splits, mixers, mIoU, trainers' teacher
 updates, checkpoint state and the ``mixkit semiseg`` command."""
 
 from __future__ import annotations
@@ -12,15 +12,14 @@ import math
 import pytest
 import torch
 
+from mixkit import augment, ops
 from mixkit.augment import Kind
 from mixkit.cli import main
-from mixkit.semiseg import (
+from mixkit.methods.semiseg import (
     IGNORE,
     DualTeacherTrainer,
     MeanTeacherTrainer,
     PSMTTrainer,
-    SegClassMix,
-    SegCutMix,
     SemisegConfig,
     bn_mode,
     build_seg_dataset,
@@ -33,13 +32,12 @@ from mixkit.semiseg import (
     load_split,
     make_split,
     miou,
-    select_half_classes,
     write_split,
 )
-from mixkit.semiseg.data import cached_seg_dataset
-from mixkit.semiseg.distance import param_distance, prediction_gap
-from mixkit.semiseg.net import SegNet
-from mixkit.semiseg.views import strong_colour, weak_view
+from mixkit.methods.semiseg.data import cached_seg_dataset
+from mixkit.methods.semiseg.distance import param_distance, prediction_gap
+from mixkit.methods.semiseg.net import SegNet
+from mixkit.methods.semiseg.views import strong_colour, weak_view
 from mixkit.train import load_checkpoint
 
 TINY = {"n_train": 64, "n_val": 16, "size": 48, "max_digits": 3, "texture_p": 0.5, "seed": 0}
@@ -216,14 +214,21 @@ def test_mixed_masks_follow_image_paste_region_exactly(name):
     assert images[0, 0, 0, 0] == 0 and labels.shape == (b, 20, 24)  # inputs untouched
 
 
+def _seg_cut(**kwargs):
+    return build_seg_mixer("cutmix", num_classes=3, **kwargs)
+
+
 def test_cutmix_one_lambda_per_batch_unless_per_sample():
-    g = torch.Generator().manual_seed(0)
-    area = SegCutMix()._area(16, g)
-    assert torch.all(area == area[0]) and 0 < float(area[0]) < 1
-    area = SegCutMix(per_sample_lam=True)._area(16, g)
-    assert len(set(area.tolist())) == 16
+    assert _seg_cut().mixer.share_lam and not _seg_cut(per_sample_lam=True).mixer.share_lam
+    # share_lam=True: the kept fraction of unclipped boxes is one value up to rounding.
+    mixer = augment.CutMix(4.0, share_lam=True, correct_lam=False)
+    p = mixer.draw((16, 1, 400, 400), torch.Generator().manual_seed(1))
+    assert float(p.lam.max() - p.lam.min()) < 0.01
+    per = augment.CutMix(4.0, share_lam=False, correct_lam=False)
+    p = per.draw((16, 1, 400, 400), torch.Generator().manual_seed(1))
+    assert len(set(p.lam.tolist())) == 16
     # Beta(4, 4): mean 1/2, variance 1/36
-    many = SegCutMix(per_sample_lam=True)._area(20000, torch.Generator().manual_seed(1))
+    many = per.draw((20000, 1, 400, 400), torch.Generator().manual_seed(1)).lam.double()
     assert abs(float(many.mean()) - 0.5) < 0.01 and abs(float(many.var()) - 1 / 36) < 0.003
 
 
@@ -232,7 +237,7 @@ def test_classmix_mask_selects_exactly_the_chosen_classes(half):
     _, labels, _, _ = _batch(b=8, k=6, seed=3)
     labels[2] = torch.where(labels[2] > 2, 0, labels[2])  # fewer classes in one map
     labels[5] = torch.where(labels[5] == IGNORE, IGNORE, 4)  # a single class
-    mixer = SegClassMix(6, half=half, pairing="cycle")
+    mixer = augment.ClassMix(6, half=half, pairing="cycle")
     params = mixer.draw((8, 3, 20, 24), torch.Generator().manual_seed(2), label_maps=labels)
     chosen = mixer.last_classes
     for i in range(8):
@@ -249,19 +254,19 @@ def test_classmix_mask_selects_exactly_the_chosen_classes(half):
 
 def test_select_half_classes_and_mixer_errors():
     maps = torch.tensor([[[0, 1], [2, 3]], [[1, 1], [1, 255]]])
-    sel = select_half_classes(maps, 4, torch.Generator().manual_seed(0))
+    sel = ops.sample_classmix_classes(maps, 4, torch.Generator().manual_seed(0), half="floor")
     assert sel.sum(1).tolist() == [2, 0]  # floor(4/2), floor(1/2)
-    sel = select_half_classes(maps, 4, torch.Generator().manual_seed(0), half="ceil")
+    sel = ops.sample_classmix_classes(maps, 4, torch.Generator().manual_seed(0), half="ceil")
     assert sel.sum(1).tolist() == [2, 1]
-    with pytest.raises(ValueError, match="half must be 'floor' or 'ceil'"):
-        select_half_classes(maps, 4, None, half="round")
+    with pytest.raises(ValueError, match="half must be one of"):
+        ops.sample_classmix_classes(maps, 4, None, half="round")
     with pytest.raises(ValueError, match="mix must be one of"):
         build_seg_mixer("mosaic", num_classes=3)
     with pytest.raises(ValueError, match="label_maps .* are required"):
-        SegClassMix(3).draw((2, 3, 4, 4), None)
+        build_seg_mixer("classmix", num_classes=3).draw((2, 3, 4, 4), None)
     with pytest.raises(ValueError, match="alpha must be a number > 0"):
-        SegCutMix(alpha=0)
-    cut = SegCutMix()
+        _seg_cut(alpha=0)
+    cut = _seg_cut()
     params = cut.draw((2, 3, 4, 4), torch.Generator().manual_seed(0))
     with pytest.raises(ValueError, match="probs must be"):
         cut.apply(params, probs=torch.zeros(2, 4, 4, dtype=torch.long))

@@ -124,7 +124,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _cmd_show(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from mixkit import data, plots, recursive
+    from mixkit import data, plots
+    from mixkit.methods.recursivemix import RecursiveMix
     from mixkit.recipes.classify import build_mixer
 
     cfg = config_from_args(args, TrainConfig)
@@ -132,8 +133,8 @@ def _cmd_show(args: argparse.Namespace) -> int:
     mixer = build_mixer(cfg, ds.num_classes)
     path = Path(args.output) if args.output else Path(cfg.out) / "mixed_samples.png"
     save_grid = plots.save_mix_grid_for
-    if isinstance(mixer, recursive.RecursiveMix):  # needs a history: shows a few steps
-        save_grid = recursive.save_mix_grid_for
+    if isinstance(mixer, RecursiveMix):  # needs a history: shows a few steps
+        save_grid = plots.save_recursive_mix_grid
     save_grid(ds, mixer, max(cfg.grid_samples, 1), path, seed=cfg.seed)
     print(f"wrote {path}")
     return 0

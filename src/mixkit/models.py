@@ -150,7 +150,7 @@ class PreActResNet18(Classifier):
 
 MODELS: dict[str, Callable[..., Classifier]] = {
     "smallcnn": SmallCNN,
-    # KD student (issue 4): SmallCNN at width 8, ~4.4k parameters (15x fewer than smallcnn).
+    # KD student: SmallCNN at width 8, ~4.4k parameters (15x fewer than smallcnn).
     "tinycnn": lambda num_classes=10, in_channels=3: SmallCNN(num_classes, in_channels, width=8),
     "resnet20": ResNet20,
     "resnet8": lambda num_classes=10, in_channels=3: ResNet20(num_classes, in_channels, depth=8),

@@ -15,6 +15,7 @@ from torch import Tensor  # noqa: E402
 __all__ = [
     "save_mix_grid",
     "save_mix_grid_for",
+    "save_recursive_mix_grid",
     "label_text",
     "read_metrics",
     "save_training_curves",
@@ -101,6 +102,36 @@ def save_mix_grid_for(ds: Any, mixer: Any, n: int, path: str | Path, *, seed: in
         params.lam,
         path,
         title=f"{type(mixer).__name__} (λ = kept fraction)",
+    )
+
+
+def save_recursive_mix_grid(
+    ds: Any, mixer: Any, n: int, path: str | Path, *, seed: int = 0, steps: int = 3
+) -> Path:
+    """Grid of ``n`` training images after ``steps`` recursive mixes of consecutive chunks of
+    the training set, with a fresh copy of the ``RecursiveMix`` ``mixer``'s settings (the
+    mixer is untouched: the copy has its own history and a generator seeded with ``seed``)."""
+    if steps < 1 or n < 1:
+        raise ValueError(f"n and steps must be >= 1, got n={n}, steps={steps}")
+    fresh = type(mixer)(
+        mixer.alpha,
+        mixer.interpolation,
+        mixer.per_sample,
+        p=mixer.p,
+        num_classes=ds.num_classes,
+        label_smoothing=mixer.label_smoothing,
+        generator=torch.Generator().manual_seed(seed),
+    )
+    total = len(ds.train.y)
+    for k in range(steps):
+        idx = torch.arange(k * n, (k + 1) * n) % total
+        images, targets = fresh(ds.train.x.index_select(0, idx), ds.train.y.index_select(0, idx))
+    return save_mix_grid(
+        images,
+        targets,
+        fresh.last_params.lam,
+        path,
+        title=f"RecursiveMix after {steps} steps (λ = kept fraction of the newest batch)",
     )
 
 

@@ -3,6 +3,7 @@ segmentation masks and detection boxes."""
 
 from mixkit.augment.apply import BoxBatch, apply_boxes, apply_images, apply_masks, apply_targets
 from mixkit.augment.base import MODES, Mixed, MixTransform, Region, make_generator
+from mixkit.augment.compile import compile
 from mixkit.augment.params import Kind, MixParams
 from mixkit.augment.registry import AUGMENTS, build_augment
 from mixkit.augment.transforms import (
@@ -12,7 +13,9 @@ from mixkit.augment.transforms import (
     FMix,
     MixUp,
     MixUpCutMix,
+    MultiBoxCutMix,
     RandomChoice,
+    RecursiveMix,
     ResizeMix,
 )
 
@@ -29,8 +32,10 @@ __all__ = [
     "MixTransform",
     "MixUp",
     "MixUpCutMix",
+    "MultiBoxCutMix",
     "Mixed",
     "RandomChoice",
+    "RecursiveMix",
     "Region",
     "ResizeMix",
     "apply_boxes",
@@ -38,5 +43,6 @@ __all__ = [
     "apply_masks",
     "apply_targets",
     "build_augment",
+    "compile",
     "make_generator",
 ]

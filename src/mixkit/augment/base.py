@@ -5,22 +5,21 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-import numpy as np
 import torch
 from torch import Tensor
 
 from mixkit import ops
 from mixkit.augment.apply import (
     BoxBatch,
+    Kernel,
     apply_boxes,
     apply_images,
     apply_masks,
     apply_targets,
-    mix_class_ids,
+    mix_tensors,
 )
 from mixkit.augment.params import Kind, MixParams
-from mixkit.ops import sampling
-from mixkit.ops._fast import NONFINITE, all_finite
+from mixkit.ops import checks
 
 __all__ = ["MODES", "Mixed", "MixTransform", "Region", "make_generator"]
 
@@ -42,31 +41,31 @@ class Mixed(NamedTuple):
 
 @dataclass
 class Region:
-    """What a subclass draws for n independent draws (n = B, or 1 in batch mode):
-    kind (n,) int64, lam (n,) float64, boxes (n, 4) int64 or None (CPU tensors or numpy
-    arrays: the built-in mixers draw in numpy), mask (n, H, W) bool tensor or None."""
+    """What a subclass draws for n independent draws (n = B, or 1 in batch mode), CPU
+    tensors: kind (n,) int64, lam (n,) float64 exact kept fraction, boxes (n, 4) int64 or
+    None, mask (n, H, W) bool or None (ClassMix: on the label maps' device)."""
 
-    kind: Tensor | np.ndarray  # (n,) int64
-    lam: Tensor | np.ndarray  # (n,) float64 exact kept fraction
-    boxes: Tensor | np.ndarray | None = None  # (n, 4) int64
-    mask: Tensor | None = None  # (n, H, W) bool
+    kind: Tensor
+    lam: Tensor
+    boxes: Tensor | None = None
+    mask: Tensor | None = None
 
     @classmethod
-    def of_boxes(cls, kind: Kind, boxes: np.ndarray, height: int, width: int) -> Region:
-        """A box region from (n, 4) int64 numpy boxes, λ the kept pixel fraction."""
-        lam = 1 - sampling.area_fraction(boxes, height, width)
+    def of_boxes(cls, kind: Kind, boxes: Tensor, height: int, width: int) -> Region:
+        """A box region from (n, 4) int64 boxes, λ the kept pixel fraction."""
+        lam = 1 - ops.box_area_fraction(boxes, height, width)
         return cls(kind_array(len(boxes), kind), lam, boxes)
 
+    @classmethod
+    def of_mask(cls, kind: Kind, mask: Tensor) -> Region:
+        """A mask region from (n, H, W) bool, λ the kept pixel fraction (mask's device)."""
+        lam = 1 - mask.flatten(1).double().mean(1)
+        return cls(kind_array(mask.shape[0], kind), lam, mask=mask)
 
-def kind_array(n: int, kind: Kind) -> np.ndarray:
-    """(n,) int64 numpy array holding one ``Kind`` (a region's kind)."""
-    out = np.empty(n, dtype=np.int64)
-    out.fill(int(kind))
-    return out
 
-
-def _tensor(a: np.ndarray | Tensor) -> Tensor:
-    return torch.from_numpy(a) if isinstance(a, np.ndarray) else a
+def kind_array(n: int, kind: Kind) -> Tensor:
+    """(n,) int64 CPU tensor holding one ``Kind`` (a region's kind)."""
+    return torch.full((n,), int(kind), dtype=torch.long)
 
 
 def make_generator(generator: torch.Generator | int | None) -> torch.Generator | None:
@@ -128,10 +127,9 @@ class MixTransform(torch.nn.Module):
         ignore_index: mask value written where Cutout removes pixels; never treated as a class.
         min_visibility: boxes with a smaller visible fraction are dropped.
         generator: CPU ``torch.Generator`` or int seed; None uses torch's global RNG.
-        check_finite: ``apply`` raises ValueError for float images/masks holding NaN or
-            Inf (one extra read of the batch, except where a C kernel checks the images in
-            its own pass: float32 / float64 MixUp, CutMix, nearest ResizeMix, Cutout out of
-            place); False mixes them as given.
+        check_finite: ``apply`` raises ValueError for float CPU images/masks holding NaN
+            or Inf (one extra read of the batch); not checked on other devices (that would
+            need a host read of device data); False mixes them as given.
     """
 
     def __init__(
@@ -174,6 +172,9 @@ class MixTransform(torch.nn.Module):
         self.generator = make_generator(generator)
         self.check_finite = bool(check_finite)
         self.last_params: MixParams | None = None
+        self._kernel: Kernel = mix_tensors  # mixkit.compile swaps in the compiled kernel
+
+    blends = False  # whether draws can hold BLEND samples (then class-id masks are refused)
 
     # ----------------------------------------------------------------- random draw
     def _draw_region(
@@ -199,48 +200,36 @@ class MixTransform(torch.nn.Module):
         b, h, w = batch_hw(batch_shape)
         gen = self.generator if generator is None else make_generator(generator)
         n = b if self.mode == "elem" else 1
-        perm = torch.from_numpy(sampling.draw_pairing(b, self.pairing, gen))
-        applied = sampling.draw_bernoulli(self.p, n, gen)
+        perm = ops.sample_pairing(b, self.pairing, gen)
+        applied = ops.sample_bernoulli(self.p, n, gen)
         region = self._draw_region(n, h, w, gen, perm=perm, **context)
         return self._finish(region, applied, perm, b, (h, w))
 
     def _finish(
         self,
         region: Region,
-        applied: np.ndarray | Tensor,
-        perm: np.ndarray | Tensor,
+        applied: Tensor,
+        perm: Tensor,
         b: int,
         size: tuple[int, int],
+        self_pairs: bool = True,
     ) -> MixParams:
-        """Gate the region with ``applied`` (n,) bool and expand n = 1 draws to the batch of
-        b; perm (b,) int64 (numpy: the same bytes as torch, a fraction of the dispatch
-        cost)."""
-        applied = sampling.as_numpy(applied)
-
-        def expand(a: np.ndarray) -> Tensor:
-            if a.shape[0] != b:
-                a = np.broadcast_to(a, (b, *a.shape[1:])).copy()
-            return torch.from_numpy(a)
-
-        kind = sampling.as_numpy(region.kind)
-        lam = sampling.as_numpy(region.lam)
-        if region.boxes is None:
-            boxes = np.zeros((b, 4), dtype=np.int64)
-        else:
-            boxes = sampling.as_numpy(region.boxes)
+        """Gate the region with ``applied`` (n,) bool, expand n = 1 draws to the batch of b,
+        and (``self_pairs``) mark samples paired with themselves, which no mixer changes,
+        NONE with λ = 1."""
+        kind, lam = region.kind, region.lam
+        boxes = region.boxes if region.boxes is not None else torch.zeros(1, 4, dtype=torch.long)
+        kind, lam, boxes = (t.expand(b, *t.shape[1:]) for t in (kind, lam, boxes))
+        keep = applied.expand(b)
+        if self_pairs:
+            keep = keep & (perm != torch.arange(b))
+        kind = torch.where(keep, kind, int(Kind.NONE))
+        lam = torch.where(keep.to(lam.device, non_blocking=True), lam, 1.0).float()
+        boxes = boxes * keep.view(-1, 1)
         mask = region.mask
-        if self.p < 1.0:  # p = 1: every draw is applied, the gating below is the identity
-            kind = np.where(applied, kind, int(Kind.NONE))
-            lam = np.where(applied, lam, 1.0)
-            boxes = boxes * applied.reshape(-1, 1)
-            if mask is not None:
-                mask = mask & torch.from_numpy(applied).view(-1, 1, 1)
-        if mask is not None and mask.shape[0] != b:
-            mask = mask.expand(b, *mask.shape[1:]).clone()
-        return MixParams.drawn(
-            expand(kind), expand(lam.astype(np.float32)), _tensor(perm), expand(boxes),
-            size, mask, **self._extras(),
-        )  # fmt: skip
+        if mask is not None:
+            mask = mask.expand(b, *mask.shape[1:]) & keep.to(mask.device).view(-1, 1, 1)
+        return MixParams(kind, lam, perm, boxes, size, mask, **self._extras())
 
     # ----------------------------------------------------------------- apply
     def apply(
@@ -256,34 +245,36 @@ class MixTransform(torch.nn.Module):
     ) -> Mixed:
         """Apply ``params`` to any of images (B, C, H, W), labels ((B,) int ids or (B, K)
         one-hot/soft/multi-label), masks ((B, H, W) int ids or (B, K, H, W) float) and
-        boxes (``BoxBatch``). Labels come back as (B, K) float targets.
-
-        ``out=`` writes the mixed images into a preallocated tensor (same shape, dtype and
-        device as images); ``inplace=True`` overwrites ``images`` (zero extra allocation once
-        the per-thread scratch exists). By default the inputs are never modified."""
-        self._check_inputs(params, finite_later=True, images=images, labels=labels, masks=masks)
+        boxes (``BoxBatch``). Labels come back as (B, K) float targets, on the images'
+        device. ``out=`` writes the mixed images into a preallocated tensor (same shape,
+        dtype and device as images), ``inplace=True`` overwrites ``images``; by default the
+        inputs are never modified."""
+        self._check_inputs(params, images=images, labels=labels, masks=masks)
+        kernel = self._kernel
         mixed_images = None
-        if images is not None:  # out=: preallocated result; inplace: overwrite images
-            # The images' finite check runs in apply_images (fused into the C kernels' pass
-            # where they can).
-            mixed_images = apply_images(
-                params, images, out=out, inplace=inplace, check_finite=self.check_finite
-            )
+        if images is not None:
+            mixed_images = apply_images(params, images, out=out, inplace=inplace, kernel=kernel)
         mixed_labels = None
         if labels is not None:
-            mixed_labels = self._mix_labels(params, labels, images)
-        mixed_masks = apply_masks(params, masks, self.ignore_index) if masks is not None else None
+            mixed_labels = apply_targets(params, self._as_targets(labels, images))
+        mixed_masks = None
+        if masks is not None:
+            class_ids = masks.ndim == 3 and not masks.is_floating_point()
+            if self.blends and class_ids and masks.dtype != torch.bool:
+                raise ValueError(
+                    f"masks: MixUp (BLEND) in {type(self).__name__} cannot mix integer class-id "
+                    "masks; pass (B, K, H, W) float probability maps instead"
+                )
+            mixed_masks = apply_masks(params, masks, self.ignore_index, kernel=kernel)
         mixed_boxes = None
         if boxes is not None:
             mixed_boxes = apply_boxes(params, BoxBatch(*boxes), self.min_visibility)
         return Mixed(mixed_images, mixed_labels, mixed_masks, mixed_boxes, params)
 
-    def _check_inputs(
-        self, params: MixParams, *, finite_later: bool = False, **tensors: Tensor | None
-    ) -> None:
-        """Each given tensor has the params' batch size; float images/masks are finite
-        (unless ``check_finite=False``; ``finite_later``: apply_images checks the images).
-        Raises ValueError naming the argument."""
+    def _check_inputs(self, params: MixParams, **tensors: Tensor | None) -> None:
+        """Each given tensor has the params' batch size; float CPU images/masks are finite
+        (unless ``check_finite=False``; not checked on other devices, where reading the
+        result would need a sync). Raises ValueError naming the argument."""
         b = params.batch_size
         for name, t in tensors.items():
             if t is None:
@@ -291,30 +282,17 @@ class MixTransform(torch.nn.Module):
             if not isinstance(t, Tensor) or t.ndim == 0 or t.shape[0] != b:
                 got = tuple(t.shape) if isinstance(t, Tensor) else type(t).__name__
                 raise ValueError(f"{name} must have batch size {b} to match the params, got {got}")
-            skip = finite_later and name == "images"
-            if self.check_finite and name != "labels" and not skip and t.is_floating_point():
-                if not all_finite(t):
-                    raise ValueError(NONFINITE.format(name=name))
-
-    def _mix_labels(self, params: MixParams, labels: Tensor, images: Tensor | None) -> Tensor:
-        """(B, K) float32 mixed targets of labels ((B,) ids or (B, K)); CPU class ids in one C
-        call where the targets stay on the CPU."""
-        on_cpu = images is None or not images.is_floating_point() or images.device.type == "cpu"
-        if on_cpu and labels.ndim == 1 and self.num_classes is not None:
-            mixed = mix_class_ids(params, labels, self.num_classes, self.label_smoothing)
-            if mixed is not None:
-                return mixed
-        return apply_targets(params, self._as_targets(labels, images))
+            if self.check_finite and name != "labels":
+                checks.check_finite(t, name)
 
     def _as_targets(self, labels: Tensor, images: Tensor | None) -> Tensor:
         """Labels ((B,) ids or (B, K)) as (B, K) float targets (smoothed), on the images'
-        device when the images are float (uint8 batches stay on the CPU side)."""
-        targets = ops.to_targets(
+        device (moved there first, so the one-hot runs on the device)."""
+        if images is not None and labels.device != images.device:
+            labels = labels.to(images.device, non_blocking=True)
+        return ops.to_targets(
             labels, self.num_classes, multilabel=self.multilabel, smoothing=self.label_smoothing
         )
-        if images is not None and images.is_floating_point():
-            targets = targets.to(images.device)
-        return targets
 
     def forward(
         self,

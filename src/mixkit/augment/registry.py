@@ -6,7 +6,16 @@ import inspect
 from typing import Any
 
 from mixkit.augment.base import MixTransform
-from mixkit.augment.transforms import ClassMix, CutMix, Cutout, FMix, MixUp, MixUpCutMix, ResizeMix
+from mixkit.augment.transforms import (
+    ClassMix,
+    CutMix,
+    Cutout,
+    FMix,
+    MixUp,
+    MixUpCutMix,
+    MultiBoxCutMix,
+    ResizeMix,
+)
 
 __all__ = ["AUGMENTS", "build_augment", "accepted_args"]
 
@@ -14,6 +23,7 @@ AUGMENTS: dict[str, type[MixTransform] | None] = {
     "none": None,
     "mixup": MixUp,
     "cutmix": CutMix,
+    "multibox": MultiBoxCutMix,
     "resizemix": ResizeMix,
     "cutout": Cutout,
     "fmix": FMix,

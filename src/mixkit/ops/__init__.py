@@ -1,5 +1,6 @@
-"""Pure batched tensor ops (no hidden randomness): sampling helpers take a generator,
-pixel/label/mask ops take explicit parameters."""
+"""Pure batched tensor ops (no hidden randomness): sampling helpers take a CPU generator,
+pixel/label/mask ops take explicit parameters and run on the inputs' device with no host
+reads of device data."""
 
 from mixkit.ops.detection import (
     box_areas,
@@ -17,7 +18,6 @@ from mixkit.ops.pixels import (
     cutout,
     mask_mix,
     mixup,
-    native_kernels,
     paste_region,
     resize_into_boxes,
     resize_paste,
@@ -51,7 +51,6 @@ __all__ = [
     "mask_mix",
     "mix_targets",
     "mixup",
-    "native_kernels",
     "one_hot",
     "paste_region",
     "present_classes",

@@ -1,40 +1,28 @@
-"""Label ops: one-hot, smoothing, convex mixing of (B, K) targets."""
+"""Label ops: one-hot, smoothing, convex mixing of (B, K) targets. All on the labels' device;
+value checks raise on the CPU and run as ``torch._assert_async`` elsewhere (``ops.checks``)."""
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 from torch import Tensor
 
-from mixkit.ops import _fast
-from mixkit.ops.sampling import as_numpy, numpy_ready
+from mixkit.ops.checks import on_host, require
+from mixkit.ops.pixels import lerp_exact
 
-__all__ = ["one_hot", "smooth", "mix_targets", "to_targets"]
-
-
-# CPU label ops run in numpy (the same values; ~1 us per op instead of ~5 us per small torch
-# op on a 2-core CPU); other devices and dtypes in torch.
+__all__ = ["mix_targets", "one_hot", "smooth", "to_targets"]
 
 
 def one_hot(labels: Tensor, num_classes: int, dtype: torch.dtype = torch.float32) -> Tensor:
     """(B,) int64 class ids -> (B, K) one-hot. Raises ValueError if an id is outside [0, K)."""
-    numpy = numpy_ready(labels) and dtype in _fast.NUMPY_FLOATS
-    if labels.numel():
-        if numpy:
-            ids = labels.numpy()
-            lo, hi = int(ids.min()), int(ids.max())
-        else:
-            lo, hi = (int(v) for v in torch.stack(torch.aminmax(labels)).tolist())  # one sync
+    if labels.numel() and on_host(labels):
+        lo, hi = int(labels.min()), int(labels.max())
         if lo < 0 or hi >= num_classes:
             raise ValueError(
                 f"labels must be class ids in [0, num_classes={num_classes}), "
                 f"got values in [{lo}, {hi}]: num_classes too small?"
             )
-    if numpy:
-        ids = labels.numpy().astype(np.int64, copy=False)
-        out = np.zeros((ids.shape[0], num_classes), dtype=_fast.NUMPY_FLOATS[dtype])
-        out[np.arange(ids.shape[0]), ids] = 1
-        return torch.from_numpy(out)
+    elif labels.numel():
+        require((labels >= 0) & (labels < num_classes), f"labels must be in [0, {num_classes})")
     out = torch.zeros(labels.shape[0], num_classes, dtype=dtype, device=labels.device)
     return out.scatter_(1, labels.long().view(-1, 1), 1.0)
 
@@ -50,22 +38,27 @@ def smooth(targets: Tensor, smoothing: float) -> Tensor:
 def mix_targets(targets: Tensor, lam: Tensor, perm: Tensor) -> Tensor:
     """``lam[i] * y[i] + (1 - lam[i]) * y[perm[i]]``. targets (B, K) float, lam (B,) -> (B, K).
 
-    Computed as ``lerp(y[perm], y, lam)`` with ATen's lerp formula, every difference,
-    product and sum rounded in the targets' dtype (as ``_fast.lerp_exact`` for images):
-    the same bytes on every CPU, unlike ``torch.lerp``, whose vector kernels use FMA where
-    the CPU has it. One-hot rows give the same bytes either way."""
-    if numpy_ready(targets) and targets.dtype in _fast.NUMPY_FLOATS:
-        y = targets.numpy()
-        w = np.asarray(as_numpy(lam), dtype=y.dtype)[:, None]
-        partner = y[as_numpy(perm)]
-        small = w < 0.5
-        # (base, coeff) = (partner, w) or (y, w - 1): y + (y - partner)*(w - 1) has the
-        # roundings of y - (y - partner)*(1 - w) (negation is exact).
-        base = np.where(small, partner, y)
-        return torch.from_numpy(base + np.where(small, w, w - 1) * (y - partner))
-    w = lam.to(device=targets.device, dtype=targets.dtype)[:, None]
-    partner = targets.index_select(0, perm.to(targets.device))
-    return _fast.lerp_exact(partner, targets, w, torch.empty_like(targets))
+    Computed as ``lerp_exact(y[perm], y, lam)`` (every op rounded in the targets' dtype:
+    the same bytes on every device)."""
+    w = lam.to(device=targets.device, dtype=targets.dtype, non_blocking=True)[:, None]
+    partner = targets.index_select(0, perm.to(targets.device, non_blocking=True))
+    return lerp_exact(partner, targets, w)
+
+
+def _check_soft(targets: Tensor, multilabel: bool) -> None:
+    """(B, K) float targets hold probabilities; rows sum to 1 unless ``multilabel``."""
+    if not targets.numel():
+        return
+    require(
+        (targets >= 0) & (targets <= 1),
+        "labels (B, K) must hold probabilities in [0, 1]",
+    )
+    if not multilabel:
+        require(
+            (targets.sum(1) - 1).abs() <= 1e-4,
+            "labels (B, K) rows must sum to 1 (one-hot/soft targets); "
+            "pass multilabel=True for multi-label targets",
+        )
 
 
 def to_targets(
@@ -95,18 +88,7 @@ def to_targets(
                 f"got K = {labels.shape[1]}"
             )
         targets = labels.to(dtype)
-        if targets.numel():
-            if bool(((targets < 0) | (targets > 1)).any()) or not bool(
-                torch.isfinite(targets).all()
-            ):
-                raise ValueError("labels (B, K) must hold probabilities in [0, 1]")
-            if not multilabel and not torch.allclose(
-                targets.sum(1), torch.ones((), dtype=dtype, device=targets.device), atol=1e-4
-            ):
-                raise ValueError(
-                    "labels (B, K) rows must sum to 1 (one-hot/soft targets); "
-                    "pass multilabel=True for multi-label targets"
-                )
+        _check_soft(targets, multilabel)
     else:
         raise ValueError(f"labels must have shape (B,) or (B, K), got {tuple(labels.shape)}")
     return smooth(targets, smoothing)

@@ -5,7 +5,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["present_classes", "sample_classmix_classes", "classmix_mask", "fmix_mask"]
+__all__ = ["classmix_mask", "fmix_mask", "present_classes", "sample_classmix_classes"]
+
+HALVES = ("ceil", "floor")
 
 
 def _check_label_maps(label_maps: Tensor) -> None:
@@ -32,20 +34,26 @@ def present_classes(label_maps: Tensor, num_classes: int) -> Tensor:
 
 
 def sample_classmix_classes(
-    label_maps: Tensor, num_classes: int, generator: torch.Generator | None
+    label_maps: Tensor, num_classes: int, generator: torch.Generator | None, half: str = "ceil"
 ) -> Tensor:
-    """Pick ``ceil(n/2)`` of the n classes present in each map, uniformly without replacement
-    (ClassMix, Olsson et al. 2021: ``np.random.choice(n, (n + n % 2) // 2, replace=False)``).
+    """Pick half of the n classes present in each map, uniformly without replacement.
 
-    Vectorised: rank i.i.d. uniform scores among present classes. Returns (B, K) bool (CPU).
+    ``half="ceil"``: ``ceil(n/2)`` classes (ClassMix, Olsson et al. 2021:
+    ``np.random.choice(n, (n + n % 2) // 2, replace=False)``); ``"floor"``: ``floor(n/2)``
+    (Dual Teacher ``get_bin_mask``). Vectorised: i.i.d. uniform scores, drawn on the CPU
+    from ``generator``, are ranked among the present classes on the maps' device (no host
+    read). label_maps (B, H, W) int -> (B, K) bool on the maps' device.
     """
-    present = present_classes(label_maps, num_classes).cpu()
-    b = present.shape[0]
+    if half not in HALVES:
+        raise ValueError(f"half must be one of {HALVES}, got {half!r}")
+    present = present_classes(label_maps, num_classes)
     n = present.sum(1)
-    scores = torch.rand(b, num_classes, generator=generator)
+    take = (n + 1) // 2 if half == "ceil" else n // 2
+    scores = torch.rand(present.shape, generator=generator)
+    scores = scores.to(present.device, non_blocking=True)
     scores = torch.where(present, scores, torch.full_like(scores, 2.0))  # absent classes last
     rank = scores.argsort(1).argsort(1)
-    return (rank < ((n + 1) // 2)[:, None]) & present
+    return (rank < take[:, None]) & present
 
 
 def classmix_mask(label_maps: Tensor, classes: Tensor) -> Tensor:

@@ -1,90 +1,41 @@
 """Random draws used by the mixers. Every function takes an explicit ``torch.Generator``.
 
-All draws happen on the CPU (like kornia's ``set_rng_device_and_dtype`` default) so the
-same seed gives the same parameters whatever device the images live on.
+All draws are torch ops on the CPU (like kornia's ``set_rng_device_and_dtype`` default), so
+the same seed gives the same parameters whatever device the images live on; the mixers
+move the finished parameters to the images' device with ``non_blocking=True``.
 """
 
 from __future__ import annotations
 
 import functools
 
-import numpy as np
 import torch
 from torch import Tensor
 
 __all__ = [
-    "sample_beta",
-    "sample_uniform",
-    "sample_bernoulli",
-    "sample_pairing",
-    "sample_boxes",
-    "sample_boxes_inside",
-    "sample_boxes_centred",
-    "cut_size",
-    "box_area_fraction",
     "PAIRINGS",
+    "box_area_fraction",
+    "cut_size",
+    "sample_bernoulli",
+    "sample_beta",
+    "sample_boxes",
+    "sample_boxes_centred",
+    "sample_boxes_inside",
+    "sample_pairing",
+    "sample_uniform",
 ]
 
 PAIRINGS = ("cycle", "roll", "flip", "random")
 
-
-def numpy_ready(t: Tensor) -> bool:
-    """Whether ``t.numpy()`` gives the tensor's values as they are: a CPU tensor that does not
-    require grad (the numpy shortcuts of the ops take only those)."""
-    return t.device.type == "cpu" and not t.requires_grad
-
-
-def as_numpy(t: Tensor | np.ndarray) -> np.ndarray:
-    """The values of a tensor as a numpy array (shared memory for a CPU tensor)."""
-    if isinstance(t, np.ndarray):
-        return t
-    if numpy_ready(t):
-        return t.numpy()
-    return t.detach().cpu().numpy()
-
-
-# The draws below take the random numbers from torch (the caller's generator, so the stream
-# and the bytes are torch's) and do the arithmetic on them in numpy: the same IEEE float64 /
-# int64 operations, so the same bytes as the torch formulas (tests/test_ops.py keeps those
-# as the reference), at ~1 us per numpy op instead of ~5 us per small torch op on a 2-core
-# CPU. The ``draw_*`` functions return numpy arrays (used by the mixers, which convert once);
-# the ``sample_*`` functions return (CPU) tensors.
-
-
-_TINY = np.finfo(np.float64).tiny
+_TINY = torch.finfo(torch.float64).tiny
 
 
 @functools.lru_cache(maxsize=64)
-def _shape_tensor(alpha: float, beta: float, n: int) -> Tensor:
-    """(2n,) float64: n times alpha, then n times beta, the gamma draws' shape argument
-    (read-only, reused)."""
+def _gamma_shape(alpha: float, beta: float, n: int) -> Tensor:
+    """(2n,) float64: n times alpha then n times beta, the gamma draws' shape (reused)."""
     shape = torch.empty(2 * n, dtype=torch.float64)
     shape[:n], shape[n:] = alpha, beta
     return shape
-
-
-def draw_beta(
-    alpha: float, n: int, generator: torch.Generator | None, beta: float | None = None
-) -> np.ndarray:
-    """``sample_beta`` as a (n,) float64 numpy array."""
-    b = alpha if beta is None else beta
-    # One call for both gammas: torch's CPU gamma kernel draws element after element, so the
-    # 2n draws are the bytes (and the generator position) of two calls of n (tests/test_ops.py).
-    gamma = torch._standard_gamma(_shape_tensor(float(alpha), float(b), n), generator=generator)
-    ga, gb = gamma.numpy()[:n], gamma.numpy()[n:]
-    # For tiny alpha torch clamps underflowing gammas to the smallest normal double, so both
-    # can sit at that floor: their ratio is then meaningless (it used to come out as 2e-8
-    # through a clamp of the sum) and Beta is, to double precision, a coin between 0 and 1.
-    floor = _TINY
-    u = torch.rand(n, dtype=torch.float64, generator=generator).numpy()  # the coin, always drawn
-    total = ga + gb
-    with np.errstate(all="ignore"):  # as silent as torch (inf / inf is NaN there too)
-        ratio = ga / np.maximum(total, floor)
-    # Both at the floor implies a sum <= 2 * floor: one reduction decides whether to look.
-    if n and np.minimum.reduce(total) <= 2 * floor:
-        both_under = (ga <= floor) & (gb <= floor)
-        ratio = np.where(both_under, (u < 0.5).astype(np.float64), ratio)
-    return ratio
 
 
 def sample_beta(
@@ -92,49 +43,30 @@ def sample_beta(
 ) -> Tensor:
     """Draw ``n`` samples of Beta(alpha, beta) (beta defaults to alpha). Returns (n,) float64.
 
-    Uses Beta = Ga/(Ga+Gb) with ``torch._standard_gamma``, which (unlike
-    ``torch.distributions.Beta``) accepts a generator.
+    Beta = Ga / (Ga + Gb) with ``torch._standard_gamma``, which (unlike
+    ``torch.distributions.Beta``) accepts a generator. Both gammas come from one call: torch's
+    CPU gamma kernel draws element after element, so this is the stream of two calls of n.
+    For tiny alpha both gammas can underflow to the smallest normal double; their ratio is
+    then meaningless and Beta is, to double precision, a fair coin between 0 and 1, taken
+    from a uniform that is always drawn (so the stream does not depend on the values).
     """
-    return torch.from_numpy(draw_beta(alpha, n, generator, beta))
-
-
-def draw_uniform(low: float, high: float, n: int, generator: torch.Generator | None) -> np.ndarray:
-    """``sample_uniform`` as a (n,) float64 numpy array."""
-    u = torch.rand(n, dtype=torch.float64, generator=generator).numpy()
-    return low + (high - low) * u
+    b = alpha if beta is None else beta
+    gamma = torch._standard_gamma(_gamma_shape(float(alpha), float(b), n), generator=generator)
+    ga, gb = gamma[:n], gamma[n:]
+    coin = torch.rand(n, dtype=torch.float64, generator=generator)
+    ratio = ga / (ga + gb).clamp_min(_TINY)
+    both_under = (ga <= _TINY) & (gb <= _TINY)
+    return torch.where(both_under, (coin < 0.5).double(), ratio)
 
 
 def sample_uniform(low: float, high: float, n: int, generator: torch.Generator | None) -> Tensor:
     """(n,) float64 uniform on [low, high)."""
-    return torch.from_numpy(draw_uniform(low, high, n, generator))
-
-
-def draw_bernoulli(p: float, n: int, generator: torch.Generator | None) -> np.ndarray:
-    """``sample_bernoulli`` as a (n,) bool numpy array."""
-    return torch.rand(n, dtype=torch.float64, generator=generator).numpy() < p
+    return low + (high - low) * torch.rand(n, dtype=torch.float64, generator=generator)
 
 
 def sample_bernoulli(p: float, n: int, generator: torch.Generator | None) -> Tensor:
     """(n,) bool, each True with probability ``p`` (exactly False for p=0, True for p=1)."""
-    return torch.from_numpy(draw_bernoulli(p, n, generator))
-
-
-def draw_pairing(n: int, kind: str, generator: torch.Generator | None) -> np.ndarray:
-    """``sample_pairing`` as a (n,) int64 numpy array."""
-    if kind == "roll":
-        return np.roll(np.arange(n, dtype=np.int64), 1)
-    if kind == "flip":
-        return np.arange(n - 1, -1, -1, dtype=np.int64)
-    if kind == "random":
-        return torch.randperm(n, generator=generator).numpy()
-    if kind == "cycle":
-        order = torch.randperm(n, generator=generator).numpy()
-        perm = np.empty(n, dtype=np.int64)
-        if n:
-            perm[order[:-1]] = order[1:]  # each sample's partner is the next one in the cycle
-            perm[order[-1]] = order[0]
-        return perm
-    raise ValueError(f"pairing must be one of {PAIRINGS}, got {kind!r}")
+    return torch.rand(n, dtype=torch.float64, generator=generator) < p
 
 
 def sample_pairing(n: int, kind: str, generator: torch.Generator | None) -> Tensor:
@@ -148,21 +80,18 @@ def sample_pairing(n: int, kind: str, generator: torch.Generator | None) -> Tens
       with itself.
     - ``random``: ``torch.randperm`` (kornia); fixed points are possible.
     """
-    return torch.from_numpy(draw_pairing(n, kind, generator))
-
-
-def clamp(a: np.ndarray, low: float, high: float) -> np.ndarray:
-    """``torch.clamp(a, low, high)`` (NaN stays NaN) with two ufuncs: ``np.clip`` costs
-    several times more per call on small arrays."""
-    return np.minimum(np.maximum(a, low), high)
-
-
-def box_sides(area: np.ndarray, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
-    """``cut_size`` on a numpy array: (B,) int64 heights and widths."""
-    ratio = np.sqrt(clamp(np.asarray(area, dtype=np.float64), 0, 1))
-    h = clamp(np.round(ratio * height).astype(np.int64), 0, height)
-    w = clamp(np.round(ratio * width).astype(np.int64), 0, width)
-    return h, w
+    if kind == "roll":
+        return torch.arange(n).roll(1)
+    if kind == "flip":
+        return torch.arange(n - 1, -1, -1)
+    if kind == "random":
+        return torch.randperm(n, generator=generator)
+    if kind == "cycle":
+        order = torch.randperm(n, generator=generator)
+        perm = torch.empty(n, dtype=torch.long)
+        perm[order] = order.roll(-1)  # each sample's partner is the next one in the cycle
+        return perm
+    raise ValueError(f"pairing must be one of {PAIRINGS}, got {kind!r}")
 
 
 def cut_size(area: Tensor, height: int, width: int) -> tuple[Tensor, Tensor]:
@@ -171,8 +100,10 @@ def cut_size(area: Tensor, height: int, width: int) -> tuple[Tensor, Tensor]:
     ``h = round(H*sqrt(area))``, ``w = round(W*sqrt(area))`` (CutMix, Yun et al. 2019, eq. 2;
     rounding rather than truncation so the box is not biased small). Returns int64 (B,), (B,).
     """
-    h, w = box_sides(as_numpy(area), height, width)
-    return torch.from_numpy(h), torch.from_numpy(w)
+    ratio = area.double().clamp(0, 1).sqrt()
+    h = torch.round(ratio * height).long().clamp(0, height)
+    w = torch.round(ratio * width).long().clamp(0, width)
+    return h, w
 
 
 def sample_boxes(
@@ -182,23 +113,7 @@ def sample_boxes(
 
     Returns (B, 4) int64 boxes ``x1, y1, x2, y2`` with exclusive ends.
     """
-    h, w = box_sides(as_numpy(area), height, width)
-    return torch.from_numpy(draw_boxes_centred(h, w, height, width, generator))
-
-
-def draw_boxes_centred(
-    box_h: np.ndarray, box_w: np.ndarray, height: int, width: int, generator: torch.Generator | None
-) -> np.ndarray:
-    """``sample_boxes_centred`` on numpy sides: (B, 4) int64 numpy boxes."""
-    n = box_h.shape[0]
-    cy = torch.randint(0, height, (n,), generator=generator).numpy()
-    cx = torch.randint(0, width, (n,), generator=generator).numpy()
-    boxes = np.empty((n, 4), dtype=np.int64)
-    boxes[:, 0] = cx - box_w // 2
-    boxes[:, 1] = cy - box_h // 2
-    boxes[:, 2] = boxes[:, 0] + box_w
-    boxes[:, 3] = boxes[:, 1] + box_h
-    return clamp(boxes, 0, np.array([width, height, width, height], dtype=np.int64))
+    return sample_boxes_centred(*cut_size(area, height, width), height, width, generator)
 
 
 def sample_boxes_centred(
@@ -212,25 +127,18 @@ def sample_boxes_centred(
     as in CutMix's reference ``rand_bbox`` (Yun et al. 2019), so the realised area can be
     smaller than requested: λ must be recomputed from the box. Returns (B, 4) int64 xyxy.
     """
-    h, w = as_numpy(box_h).astype(np.int64), as_numpy(box_w).astype(np.int64)
-    return torch.from_numpy(draw_boxes_centred(h, w, height, width, generator))
-
-
-def draw_boxes_inside(
-    box_h: np.ndarray, box_w: np.ndarray, height: int, width: int, generator: torch.Generator | None
-) -> np.ndarray:
-    """``sample_boxes_inside`` on numpy sides: (B, 4) int64 numpy boxes."""
     n = box_h.shape[0]
-    u = torch.rand(n, 2, dtype=torch.float64, generator=generator).numpy()
-    y1 = np.floor(u[:, 0] * (height - box_h + 1).astype(np.float64)).astype(np.int64)
-    x1 = np.floor(u[:, 1] * (width - box_w + 1).astype(np.float64)).astype(np.int64)
-    # u < 1 strictly, so floor(u * k) <= k - 1 always; the clamp only guards rounding.
-    boxes = np.empty((n, 4), dtype=np.int64)
-    boxes[:, 0] = np.minimum(x1, width - box_w)
-    boxes[:, 1] = np.minimum(y1, height - box_h)
-    boxes[:, 2] = boxes[:, 0] + box_w
-    boxes[:, 3] = boxes[:, 1] + box_h
-    return boxes
+    box_h, box_w = box_h.long(), box_w.long()
+    cy = torch.randint(0, height, (n,), generator=generator)
+    cx = torch.randint(0, width, (n,), generator=generator)
+    y1, x1 = cy - box_h // 2, cx - box_w // 2
+    boxes = torch.stack([x1, y1, x1 + box_w, y1 + box_h], dim=1)
+    return torch.minimum(boxes.clamp_(min=0), _upper(height, width))
+
+
+@functools.lru_cache(maxsize=64)
+def _upper(height: int, width: int) -> Tensor:
+    return torch.tensor([width, height, width, height])
 
 
 def sample_boxes_inside(
@@ -239,17 +147,16 @@ def sample_boxes_inside(
     """Boxes of the given sizes placed fully inside the image, top-left uniform over all
     ``(H-h+1) x (W-w+1)`` valid positions (the last one included). Returns (B, 4) int64 xyxy.
     """
-    h, w = as_numpy(box_h).astype(np.int64), as_numpy(box_w).astype(np.int64)
-    return torch.from_numpy(draw_boxes_inside(h, w, height, width, generator))
-
-
-def area_fraction(boxes: np.ndarray, height: int, width: int) -> np.ndarray:
-    """``box_area_fraction`` of (B, 4) numpy boxes: (B,) float64."""
-    bw = np.maximum(boxes[:, 2] - boxes[:, 0], 0)
-    bh = np.maximum(boxes[:, 3] - boxes[:, 1], 0)
-    return (bw * bh).astype(np.float64) / float(height * width)
+    box_h, box_w = box_h.long(), box_w.long()
+    u = torch.rand(box_h.shape[0], 2, dtype=torch.float64, generator=generator)
+    y1 = torch.floor(u[:, 0] * (height - box_h + 1).double()).long()
+    x1 = torch.floor(u[:, 1] * (width - box_w + 1).double()).long()
+    # u < 1 strictly, so floor(u * k) <= k - 1; the minimum only guards rounding.
+    y1, x1 = torch.minimum(y1, height - box_h), torch.minimum(x1, width - box_w)
+    return torch.stack([x1, y1, x1 + box_w, y1 + box_h], dim=1)
 
 
 def box_area_fraction(boxes: Tensor, height: int, width: int) -> Tensor:
     """Fraction of the HxW image covered by each (B, 4) xyxy box. (B,) float64."""
-    return torch.from_numpy(area_fraction(as_numpy(boxes), height, width))
+    area = (boxes[:, 2] - boxes[:, 0]).clamp_min(0) * (boxes[:, 3] - boxes[:, 1]).clamp_min(0)
+    return area.double() / float(height * width)

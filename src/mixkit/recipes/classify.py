@@ -16,8 +16,9 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from mixkit import augment, data, distributed, losses, models, plots, recursive, resume
+from mixkit import augment, data, distributed, losses, models, plots, resume
 from mixkit.config import TrainConfig
+from mixkit.methods import recursivemix
 from mixkit.train import (
     MetricsWriter,
     atomic_save,
@@ -46,8 +47,8 @@ def build_mixer(cfg: TrainConfig, num_classes: int) -> augment.MixTransform | No
             "switch_prob": cfg.switch_prob,
         },
     }
-    if cfg.aug == "recursivemix":  # stateful (history of batches), see mixkit.recursive
-        return recursive.RecursiveMix(
+    if cfg.aug == "recursivemix":  # stateful (history of batches), see mixkit.methods.recursivemix
+        return recursivemix.RecursiveMix(
             cfg.rm_alpha,
             cfg.rm_interpolation,
             cfg.rm_per_sample,
@@ -76,7 +77,7 @@ class _TrainLoss(torch.nn.Module):
     """Model (+ RecursiveMix's ROI head) -> loss in one forward, so DistributedDataParallel
     sees every parameter that gets a gradient."""
 
-    def __init__(self, model: torch.nn.Module, rm: recursive.RecursiveMixStep | None) -> None:
+    def __init__(self, model: torch.nn.Module, rm: recursivemix.RecursiveMixStep | None) -> None:
         super().__init__()
         self.model, self.rm = model, rm
 
@@ -116,9 +117,10 @@ def _train(cfg: TrainConfig, env: distributed.DistEnv) -> dict[str, Any]:
     mixer = build_mixer(cfg, ds.num_classes)
     if env.rank and mixer is not None and mixer.generator is not None:
         mixer.generator.manual_seed(distributed.rank_seed(cfg.seed + 1, env.rank))
-    rm = None  # RecursiveMix: history + ROI consistency head, one step call (mixkit.recursive)
-    if isinstance(mixer, recursive.RecursiveMix):
-        rm = recursive.RecursiveMixStep(mixer, model.feature_dim, cfg.rm_omega).to(device)
+    # RecursiveMix: history + ROI consistency head, one step call (mixkit.methods.recursivemix)
+    rm = None
+    if isinstance(mixer, recursivemix.RecursiveMix):
+        rm = recursivemix.RecursiveMixStep(mixer, model.feature_dim, cfg.rm_omega).to(device)
     trained = model if rm is None else torch.nn.ModuleList([model, rm])
     optimizer = build_optimizer(trained, cfg.lr, cfg.momentum, cfg.weight_decay)
     loss_fn = distributed.wrap_ddp(
@@ -293,7 +295,7 @@ def _train(cfg: TrainConfig, env: distributed.DistEnv) -> dict[str, Any]:
     if main:
         write_json(summary, out / "summary.json")
         if cfg.grid_samples > 0:
-            save_grid = plots.save_mix_grid_for if rm is None else recursive.save_mix_grid_for
+            save_grid = plots.save_mix_grid_for if rm is None else plots.save_recursive_mix_grid
             path = out / "plots" / "mixed_samples.png"
             save_grid(ds, mixer, cfg.grid_samples, path, seed=cfg.seed)
     return summary

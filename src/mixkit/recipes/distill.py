@@ -1,4 +1,4 @@
-"""``mixkit distill`` and ``mixkit kd-audit`` (Good-DA-in-KD, issue 4).
+"""``mixkit distill`` and ``mixkit kd-audit`` (Good-DA-in-KD).
 
     mixkit train --model smallcnn --out runs/teacher                # the teacher first
     mixkit distill --teacher runs/teacher/checkpoints/last.pt --student tinycnn \\
@@ -6,8 +6,8 @@
     mixkit kd-audit --teacher runs/teacher/checkpoints/last.pt --da identity,cutmix,cutmix_pick_t
 
 ``torchrun --nproc_per_node 2 -m mixkit distill ...`` distils data-parallel (``--batch-size``
-is the global batch). The trainer, schemes and audit live in ``mixkit.kd``; this module only
-wires the CLI.
+is the global batch). The trainer, schemes and audit live in ``mixkit.methods.kd``; this
+module only wires the CLI.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from mixkit.kd.config import AuditConfig, KDConfig
+from mixkit.methods.kd.config import AuditConfig, KDConfig
 
 __all__ = ["add_parser"]
 
@@ -23,12 +23,12 @@ __all__ = ["add_parser"]
 def add_parser(sub: argparse._SubParsersAction) -> None:
     from mixkit.cli import add_common_flags, add_config_flags
 
-    p = sub.add_parser("distill", help="knowledge distillation with a DA scheme for x′ (issue 4)")
+    p = sub.add_parser("distill", help="knowledge distillation with a DA scheme for x′")
     add_config_flags(p, KDConfig)
     add_common_flags(p)
     p.set_defaults(func=_cmd_distill)
 
-    a = sub.add_parser("kd-audit", help="T. stddev of DA schemes under a fixed teacher (issue 4)")
+    a = sub.add_parser("kd-audit", help="T. stddev of DA schemes under a fixed teacher")
     add_config_flags(a, AuditConfig)
     add_common_flags(a)
     a.set_defaults(func=_cmd_audit)
@@ -36,7 +36,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def _cmd_distill(args: argparse.Namespace) -> int:
     from mixkit.cli import config_from_args
-    from mixkit.kd import trainer
+    from mixkit.methods.kd import trainer
 
     cfg = config_from_args(args, KDConfig)
     s = trainer.run(cfg)
@@ -54,7 +54,7 @@ def _cmd_audit(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from mixkit.cli import config_from_args
-    from mixkit.kd import audit
+    from mixkit.methods.kd import audit
 
     cfg = config_from_args(args, AuditConfig)
     res = audit.run_audit(cfg)

@@ -1,6 +1,7 @@
 """``mixkit experiment NAME``: replication runs (several methods x seeds at a fixed budget)
-that write a mean ± std table and plots. Each module in ``EXPERIMENT_MODULES`` defines
-``add_experiment(subparsers)`` adding one sub-command with ``set_defaults(func=handler)``."""
+that write a mean ± std table and plots. The experiments live in :mod:`mixkit.experiments`;
+each module in ``EXPERIMENT_MODULES`` defines ``add_experiment(subparsers)`` adding one
+sub-command with ``set_defaults(func=handler)``."""
 
 from __future__ import annotations
 
@@ -8,9 +9,9 @@ import argparse
 import importlib
 
 EXPERIMENT_MODULES: list[str] = [
-    "mixkit.recipes.rm_experiment",
-    "mixkit.recipes.kd_experiment",
-    "mixkit.recipes.semiseg_experiment",
+    "mixkit.experiments.rm",
+    "mixkit.experiments.kd",
+    "mixkit.experiments.semiseg",
 ]
 
 

@@ -10,8 +10,8 @@ What each run directory gets (under ``RUN_DIR/plots/``):
   the ``overlay.png`` / ``mix_example.png`` segmentation figures (from the checkpoint);
 - ``mixkit kd-audit`` folders: the T. stddev vs student test-loss scatter.
 
-The semiseg and KD figures come from the plot functions of :mod:`mixkit.semiseg` /
-:mod:`mixkit.kd`; a module may also define ``plot_run(run_dir) -> list[Path]``, which then
+The semiseg and KD figures come from the plot functions of :mod:`mixkit.methods.semiseg` /
+:mod:`mixkit.methods.kd`; a module may also define ``plot_run(run_dir) -> list[Path]``, which then
 replaces the built-in steps for its runs. A figure whose function is missing from the
 installed mixkit is skipped with a message naming it. A folder that is not a run directory
 is searched for run directories below it (e.g. an experiment folder).
@@ -33,9 +33,9 @@ __all__ = ["add_parser", "detect_kind", "find_runs", "plot_run"]
 KINDS = ("train", "distill", "semiseg", "kd-audit", "run")
 # Modules searched for a ``plot_run(run_dir)`` hook, per run kind.
 HOOKS: dict[str, tuple[str, ...]] = {
-    "distill": ("mixkit.kd", "mixkit.recipes.distill"),
-    "kd-audit": ("mixkit.kd", "mixkit.recipes.distill"),
-    "semiseg": ("mixkit.semiseg", "mixkit.recipes.semiseg"),
+    "distill": ("mixkit.methods.kd", "mixkit.recipes.distill"),
+    "kd-audit": ("mixkit.methods.kd", "mixkit.recipes.distill"),
+    "semiseg": ("mixkit.methods.semiseg", "mixkit.recipes.semiseg"),
 }
 
 
@@ -169,8 +169,9 @@ def plot_run(run_dir: str | Path, log: Callable[[str], Any] = print) -> list[Pat
 
 
 def _plot_train(run: Path, out: Path, wrote: Callable, skip: Callable) -> None:
-    from mixkit import data, plots, recursive
+    from mixkit import data, plots
     from mixkit.config import TrainConfig, build_config
+    from mixkit.methods.recursivemix import RecursiveMix
     from mixkit.recipes.classify import build_mixer
 
     cfg = build_config(TrainConfig, _read_config(run))
@@ -181,8 +182,8 @@ def _plot_train(run: Path, out: Path, wrote: Callable, skip: Callable) -> None:
         return
     mixer = build_mixer(cfg, ds.num_classes)
     save_grid = plots.save_mix_grid_for
-    if isinstance(mixer, recursive.RecursiveMix):
-        save_grid = recursive.save_mix_grid_for
+    if isinstance(mixer, RecursiveMix):
+        save_grid = plots.save_recursive_mix_grid
     n = cfg.grid_samples if cfg.grid_samples > 0 else 16  # the run may have skipped its grid
     wrote(save_grid(ds, mixer, n, out / "mixed_samples.png", seed=cfg.seed))
 
@@ -190,12 +191,13 @@ def _plot_train(run: Path, out: Path, wrote: Callable, skip: Callable) -> None:
 def _plot_semiseg(run: Path, out: Path, wrote: Callable, skip: Callable) -> None:
     summary_path = run / "summary.json"
     summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
-    plot_distance = _lookup("mixkit.semiseg.distance", "plot_distance_curves")
+    plot_distance = _lookup("mixkit.methods.semiseg.distance", "plot_distance_curves")
     curve = summary.get("curve") or []
     if not curve:
         skip("distance.png", "summary.json holds no teacher-student distance curve")
     elif plot_distance is None:
-        skip("distance.png", "mixkit.semiseg.distance.plot_distance_curves is not available")
+        fn = "mixkit.methods.semiseg.distance.plot_distance_curves"
+        skip("distance.png", f"{fn} is not available")
     else:
         teachers = [k for k in curve[0] if k != "step"]
         curves = {t: ([p["step"] for p in curve], [p[t] for p in curve]) for t in teachers}
@@ -211,19 +213,19 @@ def _plot_semiseg(run: Path, out: Path, wrote: Callable, skip: Callable) -> None
         )
     names = ("load_data", "resolve_split", "save_overlays", "save_mix_example")
     fns = {n: _lookup("mixkit.recipes.semiseg", n) for n in names}
-    build_trainer = _lookup("mixkit.semiseg.trainers", "build_trainer")
+    build_trainer = _lookup("mixkit.methods.semiseg.trainers", "build_trainer")
     missing = [n for n, f in fns.items() if f is None] + (
         [] if build_trainer else ["build_trainer"]
     )
     ckpt = run / "checkpoints" / "last.pt"
     if missing:
-        skip("overlay.png, mix_example.png", f"mixkit.semiseg lacks {', '.join(missing)}")
+        skip("overlay.png, mix_example.png", f"mixkit.methods.semiseg lacks {', '.join(missing)}")
         return
     if not ckpt.is_file():
         skip("overlay.png, mix_example.png", f"no checkpoint at {ckpt}")
         return
     from mixkit.config import build_config
-    from mixkit.semiseg.config import SemisegConfig
+    from mixkit.methods.semiseg.config import SemisegConfig
     from mixkit.train import load_checkpoint
 
     cfg = build_config(SemisegConfig, _read_config(run))
@@ -238,11 +240,12 @@ def _plot_semiseg(run: Path, out: Path, wrote: Callable, skip: Callable) -> None
 def _plot_kd_audit(run: Path, wrote: Callable, skip: Callable) -> None:
     result = json.loads((run / "audit.json").read_text())
     rows = [r for r in result.get("rows", []) if "test_loss_mean" in r]
-    scatter = _lookup("mixkit.kd.audit", "save_scatter")
+    scatter = _lookup("mixkit.experiments.kd_audit_report", "save_scatter")
     if "correlation" not in result or len(rows) < 3:
         skip("tstddev_vs_test_loss.png", "audit.json has no student test losses (--students)")
     elif scatter is None:
-        skip("tstddev_vs_test_loss.png", "mixkit.kd.audit.save_scatter is not available")
+        fn = "mixkit.experiments.kd_audit_report.save_scatter"
+        skip("tstddev_vs_test_loss.png", f"{fn} is not available")
     else:
         title = f"{result.get('teacher_model', '?')} teacher, {result.get('dataset', '?')}"
         wrote(scatter(rows, result["correlation"], run / "tstddev_vs_test_loss.png", title))

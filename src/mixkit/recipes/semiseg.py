@@ -8,7 +8,7 @@ metrics.csv row, checkpoints/last.pt -> summary.json and plots.
 
 ``--resume`` continues from ``OUT/checkpoints/last.pt`` (same config) to the same bytes.
 ``torchrun --nproc_per_node 2 -m mixkit semiseg ...`` trains data-parallel (the batch sizes
-are global batches; see ``mixkit.semiseg.trainers``); only rank 0 writes the run folder, and
+are global batches; see ``mixkit.methods.semiseg.trainers``); only rank 0 writes the run folder, and
 ``summary.json`` records every rank's SHA-256 of the student and of each teacher.
 """
 
@@ -30,18 +30,18 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
 from mixkit import distributed  # noqa: E402
-from mixkit.semiseg.config import SemisegConfig  # noqa: E402
-from mixkit.semiseg.data import (  # noqa: E402
+from mixkit.methods.semiseg.config import SemisegConfig  # noqa: E402
+from mixkit.methods.semiseg.data import (  # noqa: E402
     IGNORE,
     SegDataset,
     cached_seg_dataset,
     ensure_split,
     load_split,
 )
-from mixkit.semiseg.distance import plot_distance_curves, summarize_history  # noqa: E402
-from mixkit.semiseg.net import bn_mode  # noqa: E402
-from mixkit.semiseg.pretrain import cached_pretrained  # noqa: E402
-from mixkit.semiseg.trainers import SemisegTrainer, build_trainer  # noqa: E402
+from mixkit.methods.semiseg.distance import plot_distance_curves, summarize_history  # noqa: E402
+from mixkit.methods.semiseg.net import bn_mode  # noqa: E402
+from mixkit.methods.semiseg.pretrain import cached_pretrained  # noqa: E402
+from mixkit.methods.semiseg.trainers import SemisegTrainer, build_trainer  # noqa: E402
 from mixkit.train import MetricsWriter, atomic_save, load_checkpoint, write_json  # noqa: E402
 
 __all__ = ["CLASS_NAMES", "add_parser", "load_data", "resolve_split", "run"]
@@ -186,7 +186,7 @@ def run(cfg: SemisegConfig) -> dict[str, Any]:
     """Train and evaluate one configuration; writes the run directory ``cfg.out``.
 
     Under ``torchrun`` (``WORLD_SIZE > 1``) this is data-parallel over the ranks; see
-    :mod:`mixkit.semiseg.trainers` and :mod:`mixkit.distributed`."""
+    :mod:`mixkit.methods.semiseg.trainers` and :mod:`mixkit.distributed`."""
     return distributed.launch(_run, cfg)
 
 

@@ -1,0 +1,55 @@
+"""CutMix (Yun et al. 2019)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mixkit import ops
+from mixkit.augment.base import MixTransform, Region, check_alpha
+from mixkit.augment.params import Kind
+
+
+class CutMix(MixTransform):
+    """CutMix: paste the partner's pixels in a box of area ~ (1-λ), λ ~ Beta(alpha, alpha).
+    The reported λ is always the exact kept pixel fraction.
+
+    Args:
+        alpha: Beta concentration, a number > 0 (1.0 in the paper).
+        correct_lam: True (timm/torchvision behaviour): centre uniform over all pixels and the
+            box clipped at the border, λ recomputed from the clipped box. False: the box is
+            placed fully inside the image (never clipped) so its area follows the drawn λ up
+            to integer rounding; λ is still the realised fraction.
+        share_lam: one λ for the whole batch but a box position per sample (the
+            semi-supervised CutMix of PS-MT ``VocCode/train.py::cut_mix`` and Dual Teacher
+            ``seg_core/augmentations.py::cut_mixer``, ``np.random.beta`` once per batch).
+        **kwargs: the ``MixTransform`` arguments (``p``, ``mode``, ``num_classes``, ...).
+    """
+
+    def __init__(
+        self,
+        alpha: float = 1.0,
+        correct_lam: bool = True,
+        share_lam: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.alpha = check_alpha(alpha)
+        self.correct_lam = bool(correct_lam)
+        self.share_lam = bool(share_lam)
+
+    def _draw_boxes(self, n, k, height, width, generator):
+        """(n * k, 4) int64 boxes, k per sample, of area (1 - λ) / k each (λ per sample,
+        or one for the batch with ``share_lam``)."""
+        lam = ops.sample_beta(self.alpha, 1 if self.share_lam else n, generator).expand(n)
+        area = 1 - lam if k == 1 else (1 - lam).repeat_interleave(k) / k
+        h, w = ops.cut_size(area, height, width)
+        place = ops.sample_boxes_centred if self.correct_lam else ops.sample_boxes_inside
+        return place(h, w, height, width, generator)
+
+    def _draw_region(self, n, height, width, generator, **context) -> Region:
+        boxes = self._draw_boxes(n, 1, height, width, generator)
+        return Region.of_boxes(Kind.CROP, boxes, height, width)
+
+    def extra_repr(self) -> str:
+        extra = ", share_lam=True" if self.share_lam else ""
+        return f"alpha={self.alpha}, correct_lam={self.correct_lam}{extra}, {super().extra_repr()}"

@@ -1,0 +1,56 @@
+"""Cutout (DeVries & Taylor 2017)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from mixkit import ops
+from mixkit.augment.base import MixTransform, Region
+from mixkit.augment.params import Kind
+
+
+def _is_number(v: object) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
+class Cutout(MixTransform):
+    """Cutout: fill a ``length x length`` square (centre uniform over all pixels, clipped)
+    with ``value``; labels are unchanged, λ is the kept pixel fraction.
+
+    Args:
+        length: side of the square in pixels (16 for CIFAR-10 in the paper, 8 in the KD paper).
+        value: fill value, a number (0 = the dataset mean for normalised inputs) or one
+            number per channel (e.g. the dataset mean of pixel images).
+        **kwargs: the ``MixTransform`` arguments (``p``, ``mode``, ``num_classes``, ...).
+    """
+
+    def __init__(
+        self, length: int = 16, value: float | Sequence[float] = 0.0, **kwargs: Any
+    ) -> None:
+        super().__init__(**kwargs)
+        if isinstance(length, bool) or not isinstance(length, int) or length < 1:
+            raise ValueError(f"length must be an int >= 1, got {length!r}")
+        if isinstance(value, Sequence) and value and all(_is_number(v) for v in value):
+            value = tuple(float(v) for v in value)
+        elif _is_number(value):
+            value = float(value)
+        else:
+            raise ValueError(f"value must be a number or a sequence of numbers, got {value!r}")
+        self.length = length
+        self.value = value
+
+    def _extras(self) -> dict[str, Any]:
+        return {"fill": self.value}
+
+    def _draw_region(self, n, height, width, generator, **context) -> Region:
+        # No clamp of the side to the image: a square larger than the image, centred anywhere
+        # and clipped, covers it all (DeVries & Taylor's reference clips only the corners).
+        side = torch.full((n,), self.length, dtype=torch.long)
+        boxes = ops.sample_boxes_centred(side, side, height, width, generator)
+        return Region.of_boxes(Kind.FILL, boxes, height, width)
+
+    def extra_repr(self) -> str:
+        return f"length={self.length}, value={self.value}, {super().extra_repr()}"

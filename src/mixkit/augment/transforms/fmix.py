@@ -1,0 +1,37 @@
+"""FMix (Harris et al. 2020)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mixkit import ops
+from mixkit.augment.base import MixTransform, Region, check_alpha
+from mixkit.augment.params import Kind
+
+
+class FMix(MixTransform):
+    """FMix: a thresholded low-frequency mask covering exactly ``round((1-λ) H W)`` pixels,
+    λ ~ Beta(alpha, alpha).
+
+    Args:
+        alpha: Beta concentration, a number > 0.
+        decay_power: spectrum decay ``1 / f**decay_power`` (3 in the paper).
+        share_lam: one λ for the batch, a mask per sample (the semi-supervised mixers).
+        **kwargs: the ``MixTransform`` arguments (``p``, ``mode``, ``num_classes``, ...).
+    """
+
+    def __init__(
+        self, alpha: float = 1.0, decay_power: float = 3.0, share_lam: bool = False, **kwargs: Any
+    ) -> None:
+        super().__init__(**kwargs)
+        self.alpha = check_alpha(alpha)
+        self.decay_power = check_alpha(decay_power, "decay_power")
+        self.share_lam = bool(share_lam)
+
+    def _draw_region(self, n, height, width, generator, **context) -> Region:
+        lam = ops.sample_beta(self.alpha, 1 if self.share_lam else n, generator).expand(n)
+        mask = ops.fmix_mask(1 - lam, height, width, generator, self.decay_power)
+        return Region.of_mask(Kind.MASK, mask)
+
+    def extra_repr(self) -> str:
+        return f"alpha={self.alpha}, decay_power={self.decay_power}, {super().extra_repr()}"

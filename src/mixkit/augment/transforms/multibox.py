@@ -1,0 +1,39 @@
+"""Multi-box CutMix: several CutMix boxes per sample (kornia's ``RandomCutMixV2(num_mix=)``;
+the semi-supervised variants table). The worked example of "Write your own mixer"."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mixkit import ops
+from mixkit.augment.base import Region
+from mixkit.augment.params import Kind
+from mixkit.augment.transforms.cutmix import CutMix
+
+
+class MultiBoxCutMix(CutMix):
+    """Paste the partner's pixels in the union of ``num_boxes`` boxes per sample, each of
+    area ``(1 - λ) / num_boxes``, λ ~ Beta(alpha, alpha). Overlapping boxes paste less than
+    1 - λ: the reported λ is the realised kept fraction of the union (a MASK region, so
+    images, labels, masks and boxes follow one draw).
+
+    Args:
+        num_boxes: boxes per sample, an int >= 1 (1 pastes what ``CutMix`` pastes, as a mask).
+        alpha, correct_lam, share_lam: as in ``CutMix``.
+        **kwargs: the ``MixTransform`` arguments (``p``, ``mode``, ``num_classes``, ...).
+    """
+
+    def __init__(self, alpha: float = 1.0, num_boxes: int = 3, **kwargs: Any) -> None:
+        super().__init__(alpha, **kwargs)
+        if isinstance(num_boxes, bool) or not isinstance(num_boxes, int) or num_boxes < 1:
+            raise ValueError(f"num_boxes must be an int >= 1, got {num_boxes!r}")
+        self.num_boxes = num_boxes
+
+    def _draw_region(self, n, height, width, generator, **context) -> Region:
+        k = self.num_boxes
+        boxes = self._draw_boxes(n, k, height, width, generator)
+        union = ops.box_mask(boxes, height, width).view(n, k, height, width).any(1)
+        return Region.of_mask(Kind.MASK, union)
+
+    def extra_repr(self) -> str:
+        return f"num_boxes={self.num_boxes}, {super().extra_repr()}"

@@ -1,0 +1,310 @@
+"""``mixkit experiment kd``: Good-DA-in-KD replication at MNIST-5k scale.
+
+1. One teacher trained with ``mixkit train`` (``mixkit.recipes.classify.run``).
+2. A student distilled with each DA scheme for x′ over several seeds
+   (``mixkit.methods.kd.trainer``).
+3. The T. stddev audit of every scheme with the fixed teacher (``mixkit.methods.kd.audit``); the
+   student of ``--audit-student`` (seed 0) serves CutMixPick (S. ent.) and the covariance.
+4. Pearson / Spearman / Kendall between T. stddev and the mean student test loss, a table and
+   a scatter plot: ``OUT/results.md`` and, with ``--write-docs``, the result block of
+   ``docs/kd.md``, ``docs/kd_tstddev_scatter.png`` and the BENCHMARKS.md section 4.
+
+Paper claims checked (official code ``MingSun-Tse/Good-DA-in-KD``: ``figs/*.svg`` and
+``scripts/T_stddev_different_DA_*.sh``): T. stddev(CutMix) < T. stddev(identity), CutMixPick
+(T. ent.) has the lowest T. stddev, and T. stddev correlates with the student test loss.
+Finished runs keep their ``summary.json`` and are reused by a rerun (``--force`` retrains).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import shutil
+import statistics
+import time
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+from mixkit.experiments.kd_report import report
+from mixkit.experiments.markdown import replace_block, replace_section
+
+__all__ = ["add_experiment", "KDExperimentConfig", "run_experiment", "SECTION"]
+
+SECTION = "## 4. Knowledge distillation: T. stddev audit"
+DOC_START = "<!-- kd-experiment:start -->"
+DOC_END = "<!-- kd-experiment:end -->"
+ALL_SCHEMES = "identity,flip,crop_flip,cutout,autoaugment,mixup,cutmix,cutmix_pick_s,cutmix_pick_t"
+
+
+@dataclasses.dataclass
+class KDExperimentConfig:
+    """Budget of the replication (field names are the CLI flags)."""
+
+    dataset: str = "mnist5k"
+    teacher_model: str = "smallcnn"
+    teacher_epochs: int = 6
+    student: str = "tinycnn"
+    da: str = ALL_SCHEMES
+    seeds: str = "0,1,2"
+    train_subset: int = 300
+    student_epochs: int = 40
+    batch_size: int = 64
+    lr: float = 0.05
+    base_aug: str = "none"
+    crop_pad: int = 4
+    cutout_length: int = 8
+    per_batch: bool = False
+    audit_epochs: int = 3
+    group: int = 128
+    audit_subset: int = 0
+    audit_student: str = "identity"
+    jobs: int = 2
+    out: str = "runs/kd_experiment"
+    write_docs: bool = False
+    docs_dir: str = "docs"
+    benchmarks: str = "BENCHMARKS.md"
+    force: bool = False
+
+    def __post_init__(self) -> None:
+        from mixkit.methods.kd.schemes import canonical_name
+
+        for name in self.schemes:
+            canonical_name(name)
+        if len(self.seed_list) < 1:
+            raise ValueError(f"seeds must list at least one int, got {self.seeds!r}")
+        if self.jobs < 1:
+            raise ValueError(f"jobs must be >= 1, got {self.jobs!r}")
+
+    @property
+    def schemes(self) -> list[str]:
+        return [s.strip() for s in self.da.split(",") if s.strip()]
+
+    @property
+    def seed_list(self) -> list[int]:
+        try:
+            return [int(s) for s in str(self.seeds).split(",") if s.strip()]
+        except ValueError:
+            raise ValueError(f"seeds must be comma-separated ints, got {self.seeds!r}") from None
+
+
+def add_experiment(sub: argparse._SubParsersAction) -> None:
+    from mixkit.cli import add_common_flags, add_config_flags
+
+    p = sub.add_parser(
+        "kd",
+        help="KD with DA: T. stddev vs student test loss over schemes x seeds",
+        description=__doc__.splitlines()[0],
+    )
+    add_config_flags(p, KDExperimentConfig)
+    add_common_flags(p)
+    p.set_defaults(func=_cmd)
+
+
+def _cmd(args: argparse.Namespace) -> int:
+    from mixkit.cli import config_from_args
+
+    cfg = config_from_args(args, KDExperimentConfig)
+    res = run_experiment(cfg, command=_command(args))
+    print(res["markdown"])
+    return 0
+
+
+def _command(args: argparse.Namespace) -> str:
+    from mixkit.cli import given_flags
+
+    flags = given_flags(args, KDExperimentConfig)
+    return "OMP_NUM_THREADS=1 mixkit experiment kd " + " ".join(flags)
+
+
+def _distill_one(cfg_dict: dict[str, Any]) -> dict[str, Any]:
+    """One student run in a fresh process with one torch thread."""
+    import torch
+
+    from mixkit.methods.kd.config import KDConfig
+    from mixkit.methods.kd.trainer import run
+
+    torch.set_num_threads(1)
+    return run(KDConfig(**cfg_dict))
+
+
+def _mean_std(v: list[float]) -> tuple[float, float]:
+    return statistics.fmean(v), (statistics.stdev(v) if len(v) > 1 else 0.0)
+
+
+def run_experiment(cfg: KDExperimentConfig, command: str = "") -> dict[str, Any]:
+    """Teacher, students (scheme x seed), audit, then the report and the doc blocks."""
+    import torch
+
+    from mixkit.methods.kd.schemes import build_scheme
+
+    torch.set_num_threads(1)
+    out = Path(cfg.out)
+    start = time.time()
+    teacher, teacher_ckpt = _train_teacher(cfg, out / "teacher")
+    t_teacher = time.time() - start
+
+    names = {s: build_scheme(s, pick_criterion="teacher_entropy").name for s in cfg.schemes}
+    t0 = time.time()
+    _distill_students(cfg, _student_jobs(cfg, names, teacher_ckpt, out / "students"))
+    t_students = time.time() - t0
+
+    t0 = time.time()
+    res = _audit(cfg, names, teacher_ckpt, out)
+    t_audit = time.time() - t0
+    rows = res["rows"]
+    _add_student_results(cfg, names, rows, out / "students")
+    total = time.time() - start
+
+    times = {"teacher": t_teacher, "students": t_students, "audit": t_audit, "total": total}
+    md = report(cfg, rows, res, teacher, command, times)
+    _write_results(cfg, out, md, rows, res, teacher, total)
+    return {"rows": rows, "correlation": res.get("correlation"), "markdown": md}
+
+
+def _train_teacher(cfg: KDExperimentConfig, tdir: Path) -> tuple[dict[str, Any], Path]:
+    """Train the teacher with ``mixkit train`` unless a finished run is there; returns its
+    summary and checkpoint path."""
+    from mixkit.config import TrainConfig
+    from mixkit.recipes import classify
+
+    if cfg.force or not (tdir / "summary.json").is_file():
+        classify.run(
+            TrainConfig(
+                dataset=cfg.dataset,
+                model=cfg.teacher_model,
+                epochs=cfg.teacher_epochs,
+                out=str(tdir),
+                progress=False,
+                grid_samples=0,
+            )
+        )
+    return json.loads((tdir / "summary.json").read_text()), tdir / "checkpoints" / "last.pt"
+
+
+def _student_jobs(
+    cfg: KDExperimentConfig, names: dict[str, str], teacher_ckpt: Path, students: Path
+) -> list[dict[str, Any]]:
+    """KDConfig dicts of the student runs (scheme x seed) not finished yet."""
+    from mixkit.methods.kd.config import KDConfig
+
+    jobs = []
+    for scheme in cfg.schemes:
+        for seed in cfg.seed_list:
+            run_dir = students / f"{names[scheme]}_s{seed}"
+            if not cfg.force and (run_dir / "summary.json").is_file():
+                continue
+            kd = KDConfig(
+                teacher=str(teacher_ckpt),
+                student=cfg.student,
+                da=scheme,
+                train_subset=cfg.train_subset,
+                epochs=cfg.student_epochs,
+                eval_every=cfg.student_epochs,  # test loss of the last epoch only
+                batch_size=cfg.batch_size,
+                lr=cfg.lr,
+                base_aug=cfg.base_aug,
+                crop_pad=cfg.crop_pad,
+                cutout_length=cfg.cutout_length,
+                per_batch=cfg.per_batch,
+                seed=seed,
+                out=str(run_dir),
+                progress=False,
+            )
+            jobs.append(dataclasses.asdict(kd))
+    return jobs
+
+
+def _distill_students(cfg: KDExperimentConfig, jobs: list[dict[str, Any]]) -> None:
+    """Run the student jobs, ``cfg.jobs`` processes at a time."""
+    if cfg.jobs > 1 and len(jobs) > 1:
+        os.environ.setdefault("OMP_NUM_THREADS", "1")
+        with ProcessPoolExecutor(cfg.jobs, mp_context=get_context("spawn")) as pool:
+            list(pool.map(_distill_one, jobs))
+    else:
+        for j in jobs:
+            _distill_one(j)
+
+
+def _audit(
+    cfg: KDExperimentConfig, names: dict[str, str], teacher_ckpt: Path, out: Path
+) -> dict[str, Any]:
+    """The T. stddev audit of every scheme with the fixed teacher; the audit student (first
+    seed) serves CutMixPick (S. ent.) and the CE covariance."""
+    from mixkit.methods.kd import audit
+    from mixkit.methods.kd.config import AuditConfig
+
+    audit_name = names.get(cfg.audit_student, cfg.audit_student)
+    audit_student = out / "students" / f"{audit_name}_s{cfg.seed_list[0]}"
+    acfg = AuditConfig(
+        teacher=str(teacher_ckpt),
+        da=",".join(cfg.schemes),
+        student_ckpt=str(audit_student / "checkpoints" / "last.pt"),
+        students=str(out / "students"),
+        epochs=cfg.audit_epochs,
+        group=cfg.group,
+        base_aug=cfg.base_aug,
+        crop_pad=cfg.crop_pad,
+        cutout_length=cfg.cutout_length,
+        per_batch=cfg.per_batch,
+        train_subset=cfg.audit_subset,
+        jobs=cfg.jobs,
+        out=str(out / "audit"),
+        progress=False,
+    )
+    return audit.run_audit(acfg)
+
+
+def _add_student_results(
+    cfg: KDExperimentConfig, names: dict[str, str], rows: list[dict[str, Any]], students: Path
+) -> None:
+    """Per audit row: the students' test accuracy (mean, std) and test loss per seed."""
+    losses: dict[str, list[float]] = {}
+    accs: dict[str, list[float]] = {}
+    for scheme in cfg.schemes:
+        for seed in cfg.seed_list:
+            s = json.loads((students / f"{names[scheme]}_s{seed}" / "summary.json").read_text())
+            losses.setdefault(names[scheme], []).append(float(s["test_loss"]))
+            accs.setdefault(names[scheme], []).append(float(s["test_acc"]))
+    for r in rows:
+        r["test_acc_mean"], r["test_acc_std"] = _mean_std(accs[r["scheme"]])
+        r["test_loss_seeds"] = losses[r["scheme"]]
+
+
+def _write_results(
+    cfg: KDExperimentConfig,
+    out: Path,
+    md: str,
+    rows: list[dict[str, Any]],
+    res: dict[str, Any],
+    teacher: dict[str, Any],
+    total: float,
+) -> None:
+    """``OUT/results.md`` and ``results.json``; with ``write_docs`` also the result block of
+    ``docs/kd.md``, the scatter plot and the BENCHMARKS.md section."""
+    from mixkit.train import write_json
+
+    (out / "results.md").write_text(md + "\n")
+    write_json(
+        {
+            "rows": rows,
+            "correlation": res.get("correlation"),
+            "teacher": teacher,
+            "time_s": round(total, 1),
+        },
+        out / "results.json",
+    )
+    if not cfg.write_docs:
+        return
+    docs = Path(cfg.docs_dir)
+    docs.mkdir(parents=True, exist_ok=True)
+    if "scatter" in res:
+        shutil.copyfile(res["scatter"], docs / "kd_tstddev_scatter.png")
+    body = md.replace("SCATTER", "kd_tstddev_scatter.png")
+    replace_block(docs / "kd.md", DOC_START, DOC_END, body)
+    if cfg.benchmarks:
+        scatter = f"{docs.as_posix()}/kd_tstddev_scatter.png"
+        replace_section(cfg.benchmarks, SECTION, md.replace("SCATTER", scatter))

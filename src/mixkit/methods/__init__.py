@@ -1,0 +1,1 @@
+"""Method building blocks (losses, training steps, teacher updates): RecursiveMix, KD, semiseg."""

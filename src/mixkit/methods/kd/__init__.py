@@ -1,0 +1,46 @@
+"""Knowledge distillation with data augmentation (Good-DA-in-KD, NeurIPS 2022).
+
+Modules: ``schemes`` / ``autoaugment`` (DA schemes for the distillation input x′, incl.
+CutMixPick), ``loss`` (the KD loss), ``checkpoints`` (teacher / student loading),
+``batches`` (data helpers), ``trainer`` (the ``mixkit distill`` loop), ``audit_stats``
+(T. stddev, CE covariance, rank correlations) and ``audit`` (the ``mixkit kd-audit`` runner);
+``config`` holds both commands' configs. See docs/kd.md."""
+
+from mixkit.methods.kd.audit import run_audit
+from mixkit.methods.kd.audit_stats import (
+    ChunkMeans,
+    ce_covariance,
+    correlations,
+    kendall,
+    pearson,
+    spearman,
+    t_stddev,
+    t_stddev_of_stream,
+)
+from mixkit.methods.kd.checkpoints import load_teacher
+from mixkit.methods.kd.config import AuditConfig, KDConfig
+from mixkit.methods.kd.loss import kd_loss
+from mixkit.methods.kd.schemes import SCHEMES, CutMixPick, SchemeContext, build_scheme, entropy
+from mixkit.methods.kd.trainer import run
+
+__all__ = [
+    "SCHEMES",
+    "AuditConfig",
+    "ChunkMeans",
+    "CutMixPick",
+    "KDConfig",
+    "SchemeContext",
+    "build_scheme",
+    "ce_covariance",
+    "correlations",
+    "entropy",
+    "kd_loss",
+    "kendall",
+    "load_teacher",
+    "pearson",
+    "run",
+    "run_audit",
+    "spearman",
+    "t_stddev",
+    "t_stddev_of_stream",
+]

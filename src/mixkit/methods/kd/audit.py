@@ -1,0 +1,255 @@
+"""T. stddev audit of DA schemes for KD (``mixkit kd-audit``): stream the teacher's
+probabilities on x and x′ and compute the statistics of :mod:`mixkit.methods.kd.audit_stats`.
+
+Official recipe (Good-DA-in-KD ``helper/loops.py::train_distill``, ``utils.check_ce_var``,
+scripts ``T_stddev_different_DA_*.sh``; REFERENCE.md §2): teacher in eval mode, T = 1; over
+E passes of the training set (batch 64, the standard crop+flip loader) append softmax(t(x))
+and softmax(t(x′)) to one stream; every 640 vectors (10 appended batches) store their mean
+m_k (K,); T. stddev = mean over classes of ``torch.std`` (unbiased, ddof = 1) over all m_k.
+Lower is a better DA. Here the stream is cut into chunks of exactly ``group`` vectors (the
+official code counts batches, so a short last batch makes a chunk smaller); the remainder
+carries over between passes, as in the official code, and is dropped at the end.
+
+Covariance (``utils.check_ce_var_v3``, the NeurIPS rebuttal metric): per-sample teacher–student
+cross-entropy q = −Σ p_t log p_s on x and x′ in stream order, cut into rows of ``group``
+values (official: rows of 6400 values, 100 rows).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import defaultdict
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from tqdm import tqdm
+
+from mixkit import data
+from mixkit.methods.kd.audit_stats import ChunkMeans, ce_covariance, correlations, t_stddev
+from mixkit.methods.kd.batches import base_augment, index_batches, predict_logits, subset
+from mixkit.methods.kd.checkpoints import load_student, load_teacher, resolve_run
+from mixkit.methods.kd.config import AuditConfig
+from mixkit.methods.kd.schemes import (
+    Identity,
+    Scheme,
+    SchemeContext,
+    build_scheme,
+    entropy,
+    teacher_logits_of_last,
+)
+from mixkit.train import write_json
+
+__all__ = ["audit_scheme", "collect_student_runs", "run_audit"]
+
+
+def _teacher_views(
+    teacher: nn.Module,
+    scheme: Scheme,
+    ctx: SchemeContext,
+    xb: Tensor,
+    t_cached: Tensor | None,
+    generator: torch.Generator,
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Normalised x and x′ = scheme(x), and the teacher's logits on both (``t_cached``: the
+    logits on x when x is fixed; x′'s are reused when the scheme computed them)."""
+    xa = scheme(xb, generator, ctx)
+    x, x_aug = ctx.normalize(xb), ctx.normalize(xa)
+    t = t_cached if t_cached is not None else teacher(x)
+    t_aug = t if isinstance(scheme, Identity) else teacher_logits_of_last(scheme)
+    t_aug = teacher(x_aug) if t_aug is None else t_aug
+    return x, x_aug, t, t_aug
+
+
+def _audit_result(
+    scheme: Scheme, probs: ChunkMeans, ces: ChunkMeans | None, group: int, epochs: int,
+    ent_sum: float, n_aug: int,
+) -> dict[str, Any]:  # fmt: skip
+    """The audit row of a scheme from its accumulated streams."""
+    means = probs.means
+    if means.shape[0] < 2:
+        raise ValueError(
+            f"only {means.shape[0]} group(s) of {group} probability vectors: raise epochs "
+            f"(now {epochs}) or lower group"
+        )
+    out: dict[str, Any] = {
+        "scheme": scheme.name,
+        "t_stddev": t_stddev(means),
+        "groups": int(means.shape[0]),
+        "mean_entropy_aug": ent_sum / max(n_aug, 1),
+    }
+    if ces is not None:
+        rows = ces.rows[..., 0]
+        out["ce_cov"] = ce_covariance(rows) if rows.shape[0] >= 2 else float("nan")
+        out["mean_ce"] = float(rows.mean()) if rows.numel() else float("nan")
+    return out
+
+
+@torch.no_grad()
+def audit_scheme(
+    teacher: nn.Module,
+    train: data.Split,
+    scheme: Scheme,
+    ctx: SchemeContext,
+    *,
+    epochs: int = 10,
+    batch_size: int = 64,
+    group: int = 640,
+    include_clean: bool = True,
+    base_aug: str = "crop_flip",
+    crop_pad: int = 4,
+    seed: int = 0,
+    student: nn.Module | None = None,
+    device: str | torch.device = "cpu",
+    progress: bool = False,
+) -> dict[str, Any]:
+    """T. stddev of ``scheme`` (and the CE covariance when ``student`` is given).
+
+    The shuffle, loader transform and scheme draws use generators seeded from ``seed``, so
+    every scheme sees the same batches (common random numbers)."""
+    shuffle_gen = torch.Generator().manual_seed(seed)
+    base_gen = torch.Generator().manual_seed(seed + 1)
+    scheme_gen = torch.Generator().manual_seed(seed + 2)
+    teacher.eval()
+    cached = predict_logits(teacher, train.x, ctx, device) if base_aug == "none" else None
+    probs = ChunkMeans(group)
+    ces = ChunkMeans(group, keep_rows=True) if student is not None else None
+    ent_sum, n_aug = 0.0, 0
+    steps = epochs * -(-len(train) // batch_size)
+    bar = tqdm(total=steps, desc=scheme.name, disable=not progress, leave=False)
+    for _ in range(epochs):
+        for idx in index_batches(len(train), batch_size, shuffle_gen):
+            xb = base_augment(train.x.index_select(0, idx), base_aug, crop_pad, base_gen)
+            t_cached = None if cached is None else cached.index_select(0, idx).to(device)
+            x, x_aug, t, t_aug = _teacher_views(
+                teacher, scheme, ctx, xb.to(device), t_cached, scheme_gen
+            )
+            if include_clean:
+                probs.add(F.softmax(t.float(), 1))
+            probs.add(F.softmax(t_aug.float(), 1))
+            ent_sum += float(entropy(t_aug).sum())
+            n_aug += t_aug.shape[0]
+            if ces is not None:
+                for xx, tt in ((x, t), (x_aug, t_aug)):
+                    logp_s = F.log_softmax(student(xx).float(), 1)
+                    ces.add(-(F.softmax(tt.float(), 1) * logp_s).sum(1))
+            bar.update(1)
+    bar.close()
+    return _audit_result(scheme, probs, ces, group, epochs, ent_sum, n_aug)
+
+
+def collect_student_runs(folder: str | Path) -> dict[str, list[float]]:
+    """``{scheme: [test_loss, ...]}`` from every ``summary.json`` of ``mixkit distill`` runs
+    under ``folder``."""
+    root = Path(folder)
+    if not root.is_dir():
+        raise FileNotFoundError(f"students folder not found: {root}")
+    runs: dict[str, list[float]] = defaultdict(list)
+    for f in sorted(root.rglob("summary.json")):
+        s = json.loads(f.read_text())
+        if "da" in s and s.get("test_loss") is not None:
+            runs[s["da"]].append(float(s["test_loss"]))
+    if not runs:
+        raise ValueError(f"students folder {root} holds no `mixkit distill` summary.json")
+    return dict(runs)
+
+
+def _audit_one(cfg: AuditConfig, name: str) -> dict[str, Any]:
+    """Audit one scheme (loads teacher/student itself, so it can run in a worker process)."""
+    if cfg.jobs > 1:
+        torch.set_num_threads(1)
+    device = torch.device(cfg.device)
+    teacher, ds, _ = load_teacher(cfg.teacher, device)
+    student = load_student(cfg.student_ckpt, ds, device) if cfg.student_ckpt else None
+    ctx = SchemeContext(ds.mean, ds.std, teacher, student, cfg.temperature)
+    t0 = time.time()
+    row = audit_scheme(
+        teacher,
+        subset(ds.train, cfg.train_subset),
+        build_scheme(name, **cfg.scheme_options()),
+        ctx,
+        epochs=cfg.epochs,
+        batch_size=cfg.batch_size,
+        group=cfg.group,
+        include_clean=cfg.include_clean,
+        base_aug=cfg.base_aug,
+        crop_pad=cfg.crop_pad,
+        seed=cfg.seed,
+        student=student,
+        device=device,
+        progress=cfg.progress and cfg.jobs == 1,
+    )
+    row["time_s"] = round(time.time() - t0, 2)
+    if cfg.progress:
+        print(f"{row['scheme']:>16}  T. stddev {row['t_stddev']:.6f}  ({row['time_s']} s)")
+    return row
+
+
+def _audit_all(cfg: AuditConfig) -> list[dict[str, Any]]:
+    """One row per scheme of ``cfg.schemes`` (``cfg.jobs`` spawned worker processes)."""
+    if cfg.jobs > 1 and len(cfg.schemes) > 1:
+        with ProcessPoolExecutor(cfg.jobs, mp_context=get_context("spawn")) as pool:
+            return list(pool.map(_audit_one, [cfg] * len(cfg.schemes), cfg.schemes))
+    return [_audit_one(cfg, name) for name in cfg.schemes]
+
+
+def _add_student_losses(rows: list[dict[str, Any]], runs: dict[str, list[float]]) -> None:
+    """Mean / std (ddof 1) of the students' test losses, and their count, per scheme row."""
+    for row in rows:
+        if row["scheme"] in runs:
+            losses = np.asarray(runs[row["scheme"]])
+            row["test_loss_mean"] = float(losses.mean())
+            row["test_loss_std"] = float(losses.std(ddof=1)) if len(losses) > 1 else 0.0
+            row["runs"] = len(losses)
+
+
+def run_audit(cfg: AuditConfig) -> dict[str, Any]:
+    """Audit every scheme of ``cfg.da`` (``cfg.jobs`` worker processes); write
+    ``audit.json``, ``audit.md``, ``audit.csv`` and, with ``cfg.students``,
+    ``tstddev_vs_test_loss.png``. Returns the result dict."""
+    from mixkit.experiments import kd_audit_report as report
+
+    out = Path(cfg.out)
+    _, _, tcfg = resolve_run(cfg.teacher, "teacher")
+    if cfg.student_ckpt:
+        resolve_run(cfg.student_ckpt, "student_ckpt")  # fail early
+    student_runs = collect_student_runs(cfg.students) if cfg.students else None
+    start = time.time()
+    rows = _audit_all(cfg)
+    if student_runs is not None:
+        _add_student_losses(rows, student_runs)
+    result: dict[str, Any] = {
+        "rows": rows,
+        "teacher": str(cfg.teacher),
+        "teacher_model": tcfg["model"],
+        "dataset": tcfg["dataset"],
+        "epochs": cfg.epochs,
+        "group": cfg.group,
+        "time_s": round(time.time() - start, 2),
+    }
+    with_loss = [r for r in rows if "test_loss_mean" in r]
+    md = [report.audit_table(rows)]
+    if len(with_loss) >= 3:
+        corr = correlations(
+            [r["t_stddev"] for r in with_loss],
+            [r["test_loss_mean"] for r in with_loss],
+            seed=cfg.seed,
+        )
+        result["correlation"] = corr
+        title = f"{tcfg['model']} teacher, {tcfg['dataset']}"
+        scatter = report.save_scatter(with_loss, corr, out / "tstddev_vs_test_loss.png", title)
+        result["scatter"] = str(scatter)
+        md += ["", report.correlation_table(corr)]
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "audit.md").write_text("\n".join(md) + "\n")
+    keys = sorted({k for r in rows for k in r})
+    lines = [",".join(keys)] + [",".join(str(r.get(k, "")) for k in keys) for r in rows]
+    (out / "audit.csv").write_text("\n".join(lines) + "\n")
+    write_json(result, out / "audit.json")
+    return result
