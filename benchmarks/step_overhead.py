@@ -1,19 +1,20 @@
-"""Training-step overhead of mixing (issue 6; RecursiveMix budget of issue 3).
+"""Training-step overhead of mixing, and the RecursiveMix step budget.
 
 Times one SGD training step (forward, soft-target CE, backward, optimiser step) of the
 ``smallcnn`` at batch 128 on 1x28x28 and 3x32x32 inputs with ``torch.utils.benchmark``:
 
 - plain: no mixing;
 - CutMix: ``mixkit.augment.CutMix`` + the same step;
-- RecursiveMix: ``mixkit.recursive.RecursiveMixStep`` (resize-paste of the previous batch,
-  1x1 ROI-Align + ROI head + consistency loss), in steady state (history always present);
+- RecursiveMix: ``mixkit.methods.recursivemix.RecursiveMixStep`` (resize-paste of the
+  previous batch, 1x1 ROI-Align + ROI head + consistency loss), in steady state (history
+  always present);
 - mixing only: the mixer call alone (images + labels), as a fraction of the plain step.
 
 Both the per-batch box (paper / official code) and the per-sample variant are measured. To
 be robust to other load on a shared machine, the variants are interleaved over ``--rounds``
 rounds and the median over rounds is reported (the RM/CutMix ratio is the median of the
-per-round ratios). Writes the table to BENCHMARKS.md section "## 2. Training-step overhead
-(issue 6)" unless ``--benchmarks ''``.
+per-round ratios). Writes the table to BENCHMARKS.md section "## 2. Training-step overhead"
+unless ``--benchmarks ''``.
 
     OMP_NUM_THREADS=1 python benchmarks/step_overhead.py --threads 1
 """
@@ -33,7 +34,7 @@ from mixkit.augment import CutMix
 from mixkit.methods.recursivemix import RecursiveMix, RecursiveMixStep
 from mixkit.train import build_optimizer
 
-SECTION = "## 2. Training-step overhead (issue 6)"
+SECTION = "## 2. Training-step overhead"
 
 
 def _shape(text: str) -> tuple[int, int, int]:
@@ -110,11 +111,21 @@ def measure(fns, threads: int, rounds: int, min_run_time: float) -> dict[str, li
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--threads", type=int, default=1, help="torch threads (set explicitly)")
-    p.add_argument("--batch", type=int, default=128)
-    p.add_argument("--shapes", nargs="+", type=_shape, default=[(1, 28, 28), (3, 32, 32)])
-    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--batch", type=int, default=128, help="batch size (128)")
+    p.add_argument(
+        "--shapes",
+        nargs="+",
+        type=_shape,
+        default=[(1, 28, 28), (3, 32, 32)],
+        help="input shapes CxHxW (1x28x28 3x32x32)",
+    )
+    p.add_argument("--rounds", type=int, default=5, help="interleaved rounds (median; 5)")
     p.add_argument("--min-run-time", type=float, default=1.0, help="seconds per measurement")
-    p.add_argument("--benchmarks", default="BENCHMARKS.md", help="'' to skip writing")
+    p.add_argument(
+        "--benchmarks",
+        default="BENCHMARKS.md",
+        help="markdown file to write section 2 into; '' to skip",
+    )
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     load_before = os.getloadavg()[0]
@@ -173,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
             "|---|---|---|---|---|---|",
             *rows,
             "",
-            "Issue 3 budget: RecursiveMix step ≤ 1.10 × CutMix step — "
+            "RecursiveMix budget: RecursiveMix step ≤ 1.10 × CutMix step — "
             + "; ".join(
                 f"{k}: {v:.3f} ({'met' if v <= 1.10 else 'NOT met'})" for k, v in ratios.items()
             )

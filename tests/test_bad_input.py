@@ -307,7 +307,7 @@ class TestHyperParameters:
             cls(alpha=alpha)
 
     def test_other_alphas(self):
-        from mixkit.recursive import RecursiveMix
+        from mixkit.augment import RecursiveMix
 
         with pytest.raises(ValueError, match="mixup_alpha and cutmix_alpha must be >= 0"):
             MixUpCutMix(mixup_alpha=-1.0)

@@ -150,7 +150,10 @@ def expected_source(params, x: torch.Tensor, fill: float) -> torch.Tensor:
 
 
 # ----------------------------------------------------------------------------- shared checks
-def check_params(params, b: int, h: int, w: int, kinds: set[Kind], p: float) -> None:
+def check_params(
+    params, b: int, h: int, w: int, kinds: set[Kind], p: float, partner: bool = True
+) -> None:
+    """``partner=False``: RecursiveMix, whose identity perm pairs sample i with history i."""
     assert params.kind.shape == params.lam.shape == params.perm.shape == (b,)
     assert params.boxes.shape == (b, 4) and tuple(params.size) == (h, w)
     assert sorted(params.perm.tolist()) == list(range(b))  # a permutation
@@ -160,6 +163,7 @@ def check_params(params, b: int, h: int, w: int, kinds: set[Kind], p: float) -> 
     if p == 0.0:
         assert bool((params.kind == Kind.NONE).all())
     self_paired = params.perm == torch.arange(b)  # unchanged by any mixer: NONE, λ = 1
+    self_paired &= partner
     assert bool((params.kind[self_paired] == Kind.NONE).all())
     if p == 1.0:
         assert bool((params.kind[~self_paired] != Kind.NONE).all())
@@ -468,7 +472,7 @@ def test_recursivemix_properties(
                 assert bool((params.kind == Kind.NONE).all()) and torch.equal(out_x, x)
                 assert torch.allclose(out_y, t)
             else:
-                check_params(params.replace(perm=torch.arange(n)), n, h, w, {Kind.RESIZE}, p)
+                check_params(params, n, h, w, {Kind.RESIZE}, p, partner=False)
                 own = out_x[:, 0] == x[:, 0]
                 region = region_of(params)
                 assert torch.equal(own, ~region)

@@ -262,8 +262,8 @@ class MixTransform(torch.nn.Module):
             class_ids = masks.ndim == 3 and not masks.is_floating_point()
             if self.blends and class_ids and masks.dtype != torch.bool:
                 raise ValueError(
-                    f"masks: MixUp (BLEND) in {type(self).__name__} cannot mix integer class-id "
-                    "masks; pass (B, K, H, W) float probability maps instead"
+                    "masks: MixUp (BLEND) cannot mix integer class-id masks "
+                    f"({type(self).__name__}); pass (B, K, H, W) float probability maps instead"
                 )
             mixed_masks = apply_masks(params, masks, self.ignore_index, kernel=kernel)
         mixed_boxes = None

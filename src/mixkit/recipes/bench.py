@@ -1,5 +1,5 @@
-"""``mixkit bench``: op-speed table (issue 6) -- every op vs ``clone()`` and vs timm /
-torchvision / kornia when they import. See ``mixkit.bench`` for the protocol.
+"""``mixkit bench``: op-speed tables -- every op, eager and compiled, vs ``clone()`` and the
+whole call vs timm / torchvision / kornia when they import. See ``mixkit.bench``.
 
 Stable CPU numbers: run with glibc's allocator trimming off (on this command only)::
 
@@ -15,7 +15,10 @@ from mixkit import bench
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("bench", help="op-speed benchmark (vs clone and timm/torchvision/kornia)")
+    p = sub.add_parser(
+        "bench",
+        help="op-speed benchmark, eager and compiled (vs clone and timm/torchvision/kornia)",
+    )
     p.add_argument(
         "--sizes",
         nargs="+",
@@ -23,13 +26,28 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         choices=list(bench.SIZES),
         help="batches to time (default all)",
     )
-    p.add_argument("--ops", nargs="+", default=list(bench.OPS), choices=list(bench.OPS))
+    p.add_argument(
+        "--ops",
+        nargs="+",
+        default=list(bench.OPS),
+        choices=list(bench.OPS),
+        help="ops to time (default all)",
+    )
     p.add_argument("--threads", type=int, default=1, help="torch threads, set explicitly (1)")
-    p.add_argument("--device", default="cpu", help="cpu or cuda (GB/s vs a device copy)")
-    p.add_argument("--rounds", type=int, default=3, help="interleaved rounds (median)")
-    p.add_argument("--min-time", type=float, default=0.2, help="seconds per measurement")
-    p.add_argument("--no-peers", dest="peers", action="store_false", help="skip timm etc.")
-    p.add_argument("--write", metavar="MD", default=None, help="write the table into MD")
+    p.add_argument(
+        "--device",
+        default="cpu",
+        choices=["cpu", "cuda"],
+        help="cpu (default) or cuda (GB/s next to a device-to-device copy_)",
+    )
+    p.add_argument("--rounds", type=int, default=3, help="interleaved rounds (median; 3)")
+    p.add_argument(
+        "--min-time", type=float, default=0.2, help="seconds per measurement (blocked_autorange)"
+    )
+    p.add_argument(
+        "--no-peers", dest="peers", action="store_false", help="skip timm, torchvision, kornia"
+    )
+    p.add_argument("--write", metavar="MD", default=None, help="write section 1 into MD")
     p.add_argument("--step", action="store_true", help="also run benchmarks/step_overhead.py")
     p.add_argument(
         "--timer",
@@ -37,7 +55,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         choices=bench.TIMERS,
         help="wall clock (default) or process CPU time (a loaded shared machine)",
     )
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the input batches (0)")
     p.set_defaults(func=_cmd_bench)
 
 
@@ -55,6 +73,8 @@ def command(args: argparse.Namespace) -> str:
         argv += ["--timer", args.timer]
     if not args.peers:
         argv.append("--no-peers")
+    if args.seed != 0:
+        argv += ["--seed", str(args.seed)]
     if args.write:
         argv += ["--write", args.write]
     return bench.command_line("mixkit", argv)

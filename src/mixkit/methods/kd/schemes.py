@@ -150,12 +150,10 @@ class CutoutScheme(Scheme):
 
     def _apply(self, images, generator, ctx) -> Tensor:
         params = self._cutout.draw(images.shape, generator)
-        h, w = images.shape[-2:]
-        mask = ops.box_mask(params.boxes, h, w, images.device)
         mean = ctx.mean if ctx is not None else (0.0,) * images.shape[1]
-        fill = torch.tensor(mean, device=images.device, dtype=torch.float32).view(1, -1, 1, 1)
-        fill = (fill * 255).round().to(torch.uint8) if images.dtype == torch.uint8 else fill
-        return torch.where(mask, fill.to(images.dtype).expand_as(images), images)
+        if images.dtype == torch.uint8:  # the mean in pixel units, as the images hold it
+            mean = [round(m * 255) for m in mean]
+        return augment.apply_images(params.replace(fill=tuple(float(m) for m in mean)), images)
 
 
 class AutoAugmentScheme(Scheme):
