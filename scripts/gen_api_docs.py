@@ -28,7 +28,6 @@ MODULES = [
     ("mixkit.compat", "timm / torchvision drop-in adapters."),
     ("mixkit.collate", "Mixing inside DataLoader workers."),
     ("mixkit.train", "Trainer utilities: seeding, schedules, metrics, checkpoints."),
-    ("mixkit.plots", "Matplotlib figures."),
     ("mixkit.methods.recursivemix", "RecursiveMix: augment, ROI consistency loss, training step."),
     ("mixkit.methods.kd", "Knowledge distillation with DA: schemes, KD loss, trainer, audit."),
     ("mixkit.methods.semiseg", "Semi-supervised segmentation: data, mixers, trainers, mIoU."),

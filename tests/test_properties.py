@@ -25,8 +25,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from mixkit import augment, ops
-from mixkit.augment import BoxBatch, Kind
-from mixkit.augment import RecursiveMix
+from mixkit.augment import BoxBatch, Kind, RecursiveMix
 
 pytestmark = [pytest.mark.slow] if SLOW else []
 

@@ -14,15 +14,6 @@ from typing import Any
 from mixkit import __version__
 from mixkit.config import TrainConfig, build_config, load_yaml, parse_overrides
 
-__all__ = [
-    "main",
-    "build_parser",
-    "add_config_flags",
-    "add_common_flags",
-    "config_from_args",
-    "given_flags",
-]
-
 
 def add_config_flags(
     parser: argparse.ArgumentParser, cls: type, skip: set[str] = frozenset()

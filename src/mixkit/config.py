@@ -9,8 +9,6 @@ from typing import Any, TypeVar
 
 import yaml
 
-__all__ = ["TrainConfig", "load_yaml", "parse_overrides", "build_config"]
-
 C = TypeVar("C")
 
 

@@ -41,26 +41,6 @@ from mixkit import data
 
 T = TypeVar("T")
 
-__all__ = [
-    "DistEnv",
-    "init_from_env",
-    "shutdown",
-    "launch",
-    "start_run_dir",
-    "check_global_batch",
-    "rank_seed",
-    "shard_order",
-    "iterate_shard",
-    "all_reduce_sum",
-    "all_gather_object",
-    "broadcast_module",
-    "state_digest",
-    "check_same_across_ranks",
-    "CPUSyncBatchNorm",
-    "sync_batchnorm",
-    "wrap_ddp",
-]
-
 
 @dataclass(frozen=True)
 class DistEnv:

@@ -12,16 +12,6 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 from torch import Tensor  # noqa: E402
 
-__all__ = [
-    "save_mix_grid",
-    "save_mix_grid_for",
-    "save_recursive_mix_grid",
-    "label_text",
-    "read_metrics",
-    "save_training_curves",
-    "save_figure",
-]
-
 
 def save_figure(fig: Any, path: str | Path, dpi: int = 110) -> Path:
     """``tight_layout``, write ``fig`` to ``path`` (parent folders created) and close it."""

@@ -24,14 +24,6 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = [
-    "capture_rng",
-    "restore_rng",
-    "module_generators",
-    "check_resume_config",
-    "truncate_csv",
-]
-
 
 def _numpy_state() -> dict[str, Any]:
     name, keys, pos, has_gauss, gauss = np.random.get_state()

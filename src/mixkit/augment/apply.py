@@ -17,8 +17,6 @@ from mixkit import ops
 from mixkit.augment.params import Kind, MixParams
 from mixkit.ops import checks, pixels
 
-__all__ = ["BoxBatch", "apply_boxes", "apply_images", "apply_masks", "apply_targets", "mix_tensors"]
-
 
 class BoxBatch(NamedTuple):
     """Detection boxes of a batch, padded to N per image.

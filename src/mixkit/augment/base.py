@@ -21,8 +21,6 @@ from mixkit.augment.apply import (
 from mixkit.augment.params import Kind, MixParams
 from mixkit.ops import checks
 
-__all__ = ["MODES", "Mixed", "MixTransform", "Region", "make_generator"]
-
 MODES = ("batch", "elem")
 
 

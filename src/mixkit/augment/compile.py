@@ -9,9 +9,6 @@ import torch
 from mixkit.augment.apply import Kernel, mix_tensors
 from mixkit.augment.base import MixTransform
 
-__all__ = ["compile"]
-
-
 # One graph per combination of present kinds, dtype, fill and resize mode (each reused for
 # every batch and image size): more than dynamo's default of 8 per function. Past the limit
 # fail loudly rather than fall back to eager without saying so.

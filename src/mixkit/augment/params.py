@@ -13,8 +13,6 @@ from torch import Tensor
 
 from mixkit.ops.checks import on_host, require
 
-__all__ = ["Kind", "MixParams"]
-
 
 class Kind(IntEnum):
     """How sample i is mixed with its partner."""
@@ -148,8 +146,9 @@ class MixParams:
         return frozenset(Kind(k) for k in self.kind.unique().tolist())
 
     def to(self, device: torch.device | str) -> MixParams:
-        """These params with ``lam``, ``perm``, ``boxes`` and ``mask`` on ``device``
-        (``non_blocking=True``); ``kind`` stays on the CPU."""
+        """These params with (B,) float32 ``lam``, (B,) int64 ``perm``, (B, 4) int64 ``boxes``
+        and (B, H, W) bool ``mask`` on ``device`` (``non_blocking=True``); ``kind`` stays on
+        the CPU."""
 
         def move(t: Tensor | None) -> Tensor | None:
             return None if t is None else t.to(device, non_blocking=True)

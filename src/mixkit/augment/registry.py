@@ -5,30 +5,19 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
+from mixkit.augment import transforms as t
 from mixkit.augment.base import MixTransform
-from mixkit.augment.transforms import (
-    ClassMix,
-    CutMix,
-    Cutout,
-    FMix,
-    MixUp,
-    MixUpCutMix,
-    MultiBoxCutMix,
-    ResizeMix,
-)
-
-__all__ = ["AUGMENTS", "build_augment", "accepted_args"]
 
 AUGMENTS: dict[str, type[MixTransform] | None] = {
     "none": None,
-    "mixup": MixUp,
-    "cutmix": CutMix,
-    "multibox": MultiBoxCutMix,
-    "resizemix": ResizeMix,
-    "cutout": Cutout,
-    "fmix": FMix,
-    "classmix": ClassMix,
-    "mixup_cutmix": MixUpCutMix,
+    "mixup": t.MixUp,
+    "cutmix": t.CutMix,
+    "multibox": t.MultiBoxCutMix,
+    "resizemix": t.ResizeMix,
+    "cutout": t.Cutout,
+    "fmix": t.FMix,
+    "classmix": t.ClassMix,
+    "mixup_cutmix": t.MixUpCutMix,
 }
 
 

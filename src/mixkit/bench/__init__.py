@@ -27,28 +27,6 @@ from mixkit.bench.targets import TARGETS, targets_summary
 from mixkit.bench.timing import TIMERS, measure
 from mixkit.experiments.markdown import replace_section
 
-__all__ = [
-    "CALL_OPS",
-    "MALLOC_ENV",
-    "MODES",
-    "OPS",
-    "SECTION",
-    "SIZES",
-    "TARGETS",
-    "TIMERS",
-    "Case",
-    "build_cases",
-    "command_line",
-    "header",
-    "machine_line",
-    "measure",
-    "publish",
-    "render",
-    "run",
-    "run_step_overhead",
-    "targets_summary",
-]
-
 SECTION = "## 1. Op speed"
 MALLOC_ENV = {
     "MALLOC_MMAP_THRESHOLD_": "33554432",

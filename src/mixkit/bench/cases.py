@@ -26,18 +26,6 @@ from mixkit import augment
 from mixkit.augment.apply import apply_tensor, mix_tensors
 from mixkit.augment.compile import compiled_kernel
 
-__all__ = [
-    "CALL_OPS",
-    "MODES",
-    "NUM_CLASSES",
-    "OPS",
-    "SIZES",
-    "Case",
-    "Size",
-    "inputs",
-    "mixkit_cases",
-]
-
 
 @dataclass(frozen=True)
 class Size:

@@ -11,8 +11,6 @@ import torch
 from mixkit.bench.cases import MODES, NUM_CLASSES, Case, Size, inputs
 from mixkit.bench.timing import median
 
-__all__ = ["PEERS", "fastest_peer", "peer_cases", "peer_for"]
-
 PEERS = ("kornia", "timm", "torchvision")
 BATCH_ONLY = ("torchvision",)  # peers without a per-sample mode
 

@@ -10,8 +10,6 @@ from mixkit.bench.peers import PEERS, fastest_peer, peer_for
 from mixkit.bench.targets import targets_summary
 from mixkit.bench.timing import median, ratio
 
-__all__ = ["header", "render"]
-
 MALLOC_NOTE = (
     "The `MALLOC_*` variables (on the benchmark command only) keep glibc from trimming and "
     "unmapping freed memory between calls, which otherwise makes CPU timings noisy; "

@@ -9,8 +9,6 @@ from mixkit.bench.cases import Case
 from mixkit.bench.peers import fastest_peer
 from mixkit.bench.timing import ratio
 
-__all__ = ["TARGETS", "Target", "targets_summary"]
-
 
 @dataclass(frozen=True)
 class Target:

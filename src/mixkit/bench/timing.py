@@ -20,8 +20,6 @@ from torch.utils import benchmark
 
 from mixkit.bench.cases import Case
 
-__all__ = ["TIMERS", "WARMUP_CALLS", "measure", "median", "ratio", "warm_up"]
-
 TIMERS = ("wall", "cpu")
 WARMUP_CALLS = 3
 

@@ -20,8 +20,6 @@ from mixkit.augment.apply import apply_images
 from mixkit.augment.base import batch_hw, make_generator
 from mixkit.augment.params import Kind, MixParams
 
-__all__ = ["TimmMixup", "TIMM_MODES"]
-
 TIMM_MODES = ("batch", "pair", "elem")
 
 

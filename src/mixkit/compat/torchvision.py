@@ -19,8 +19,6 @@ from torch import Tensor
 from mixkit import augment
 from mixkit.augment.params import MixParams
 
-__all__ = ["CutMix", "MixUp"]
-
 
 def _default_labels(inputs: Any) -> Any:
     """torchvision's default heuristic: the second element of a tuple/list, or the dict entry

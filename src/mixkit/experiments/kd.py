@@ -32,8 +32,6 @@ from typing import Any
 from mixkit.experiments.kd_report import report
 from mixkit.experiments.markdown import replace_block, replace_section
 
-__all__ = ["add_experiment", "KDExperimentConfig", "run_experiment", "SECTION"]
-
 SECTION = "## 4. Knowledge distillation: T. stddev audit"
 DOC_START = "<!-- kd-experiment:start -->"
 DOC_END = "<!-- kd-experiment:end -->"

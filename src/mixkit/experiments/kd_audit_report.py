@@ -9,8 +9,6 @@ from typing import Any
 
 from mixkit import plots
 
-__all__ = ["audit_table", "correlation_table", "save_scatter"]
-
 
 def save_scatter(
     rows: list[dict[str, Any]], corr: dict[str, dict[str, float]], path: str | Path, title: str

@@ -10,8 +10,6 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from mixkit.experiments.kd import KDExperimentConfig
 
-__all__ = ["claim_checks", "report", "table_with_acc"]
-
 
 def report(
     cfg: KDExperimentConfig,

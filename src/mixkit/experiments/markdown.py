@@ -6,8 +6,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["replace_block", "replace_section"]
-
 
 def replace_section(path: str | Path, heading: str, body: str) -> None:
     """Replace the text between the line ``heading`` and the next ``## `` heading of a

@@ -26,8 +26,6 @@ from typing import Any
 
 from mixkit.experiments.markdown import replace_section
 
-__all__ = ["add_experiment", "run_experiment", "METHODS", "SECTION"]
-
 SECTION = "## 3. RecursiveMix replication"
 # method name -> TrainConfig overrides
 METHODS: dict[str, dict[str, Any]] = {

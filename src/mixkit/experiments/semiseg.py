@@ -28,8 +28,6 @@ from typing import Any
 from mixkit.experiments.markdown import replace_section
 from mixkit.experiments.semiseg_report import items, report
 
-__all__ = ["SECTION", "SemisegExperimentConfig", "add_experiment", "run_experiment"]
-
 SECTION = "## 5. Semi-supervised segmentation"
 
 

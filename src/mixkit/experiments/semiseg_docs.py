@@ -8,8 +8,6 @@ from pathlib import Path
 
 from mixkit.experiments.semiseg_report import items
 
-__all__ = ["DOC_TEMPLATE", "save_distance_figure", "write_doc_page"]
-
 
 def write_doc_page(results: str, path: Path) -> None:
     """``DOC_TEMPLATE`` with the report markdown ``results`` in its Results section."""

@@ -10,8 +10,6 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-__all__ = ["METHOD_NAMES", "TEACHERS", "distance_rows", "items", "report"]
-
 METHOD_NAMES = {
     "sup": "supervised only",
     "mt": "mean teacher + CutMix",

@@ -11,8 +11,6 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["NONFINITE", "check_finite", "on_host", "require"]
-
 NONFINITE = "{name} hold NaN or Inf values; pass check_finite=False to mix them"
 
 

@@ -6,14 +6,6 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = [
-    "box_areas",
-    "intersect_region",
-    "visible_fraction_box",
-    "visible_fraction_mask",
-    "resize_boxes_into",
-]
-
 
 def box_areas(boxes: Tensor) -> Tensor:
     """(..., 4) float xyxy boxes -> (...) float areas (0 for degenerate boxes)."""

@@ -9,8 +9,6 @@ from torch import Tensor
 from mixkit.ops.checks import on_host, require
 from mixkit.ops.pixels import lerp_exact
 
-__all__ = ["mix_targets", "one_hot", "smooth", "to_targets"]
-
 
 def one_hot(labels: Tensor, num_classes: int, dtype: torch.dtype = torch.float32) -> Tensor:
     """(B,) int64 class ids -> (B, K) one-hot. Raises ValueError if an id is outside [0, K)."""

@@ -5,8 +5,6 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["classmix_mask", "fmix_mask", "present_classes", "sample_classmix_classes"]
-
 HALVES = ("ceil", "floor")
 
 

@@ -20,19 +20,6 @@ from torch import Tensor
 
 from mixkit.ops.checks import require
 
-__all__ = [
-    "blend",
-    "box_mask",
-    "cutmix",
-    "cutout",
-    "mask_mix",
-    "mixup",
-    "paste_region",
-    "resize_into_boxes",
-    "resize_paste",
-    "resizemix",
-]
-
 RESIZE_MODES = ("nearest", "bilinear")
 
 

@@ -12,19 +12,6 @@ import functools
 import torch
 from torch import Tensor
 
-__all__ = [
-    "PAIRINGS",
-    "box_area_fraction",
-    "cut_size",
-    "sample_bernoulli",
-    "sample_beta",
-    "sample_boxes",
-    "sample_boxes_centred",
-    "sample_boxes_inside",
-    "sample_pairing",
-    "sample_uniform",
-]
-
 PAIRINGS = ("cycle", "roll", "flip", "random")
 
 _TINY = torch.finfo(torch.float64).tiny

@@ -30,8 +30,6 @@ from mixkit.train import (
     write_json,
 )
 
-__all__ = ["build_mixer", "run"]
-
 
 def build_mixer(cfg: TrainConfig, num_classes: int) -> augment.MixTransform | None:
     """The mixer named by ``cfg.aug`` with the config's arguments (each maps to one kwarg)."""

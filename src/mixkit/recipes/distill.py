@@ -17,8 +17,6 @@ import os
 
 from mixkit.methods.kd.config import AuditConfig, KDConfig
 
-__all__ = ["add_parser"]
-
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     from mixkit.cli import add_common_flags, add_config_flags

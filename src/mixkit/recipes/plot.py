@@ -28,8 +28,6 @@ from typing import Any
 
 import yaml
 
-__all__ = ["add_parser", "detect_kind", "find_runs", "plot_run"]
-
 KINDS = ("train", "distill", "semiseg", "kd-audit", "run")
 # Modules searched for a ``plot_run(run_dir)`` hook, per run kind.
 HOOKS: dict[str, tuple[str, ...]] = {

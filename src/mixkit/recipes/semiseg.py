@@ -44,8 +44,6 @@ from mixkit.methods.semiseg.pretrain import cached_pretrained  # noqa: E402
 from mixkit.methods.semiseg.trainers import SemisegTrainer, build_trainer  # noqa: E402
 from mixkit.train import MetricsWriter, atomic_save, load_checkpoint, write_json  # noqa: E402
 
-__all__ = ["CLASS_NAMES", "add_parser", "load_data", "resolve_split", "run"]
-
 CLASS_NAMES = ["background"] + [str(d) for d in range(10)]
 CSV_SKIP = {"val_iou"}
 

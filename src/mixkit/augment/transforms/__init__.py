@@ -10,16 +10,3 @@ from mixkit.augment.transforms.mixup import MixUp
 from mixkit.augment.transforms.multibox import MultiBoxCutMix
 from mixkit.augment.transforms.recursivemix import RecursiveMix
 from mixkit.augment.transforms.resizemix import ResizeMix
-
-__all__ = [
-    "ClassMix",
-    "CutMix",
-    "Cutout",
-    "FMix",
-    "MixUp",
-    "MixUpCutMix",
-    "MultiBoxCutMix",
-    "RandomChoice",
-    "RecursiveMix",
-    "ResizeMix",
-]

@@ -25,8 +25,6 @@ from mixkit.augment.base import Mixed, MixTransform, Region, batch_hw, make_gene
 from mixkit.augment.params import RESIZE_MODES, Kind, MixParams
 from mixkit.ops import pixels
 
-__all__ = ["RecursiveMix", "INTERPOLATIONS"]
-
 INTERPOLATIONS = RESIZE_MODES
 
 
@@ -101,21 +99,21 @@ class RecursiveMix(MixTransform):
 
     @property
     def history_images(self) -> Tensor | None:
-        """(B', C, H, W) previous mixed batch, or None."""
+        """(B', C, H, W) previous mixed batch (float or uint8, as given), or None."""
         return self._images
 
     @property
     def history_targets(self) -> Tensor | None:
-        """(B', K) previous mixed targets, or None."""
+        """(B', K) float32 previous mixed targets, or None."""
         return self._targets
 
     @property
     def history_logits(self) -> Tensor | None:
-        """(B', K) logits the model gave the previous mixed batch (see :meth:`remember`)."""
+        """(B', K) float logits the model gave the previous mixed batch (see :meth:`remember`)."""
         return self._logits
 
     def remember(self, logits: Tensor) -> None:
-        """Store the model's (B, K) logits on the batch last returned by ``forward``."""
+        """Store the model's (B, K) float logits on the batch last returned by ``forward``."""
         if self._images is None:
             raise ValueError("remember(logits) must follow a forward() call that stored a batch")
         b = self._images.shape[0]
@@ -159,7 +157,8 @@ class RecursiveMix(MixTransform):
         generator: torch.Generator | int | None = None,
         **context: Any,
     ) -> MixParams:
-        """Draw boxes/λ for a batch (B, C, H, W); identity params (λ=1) without history.
+        """Draw boxes/λ for a batch (B, C, H, W): int64 boxes, float32 λ; identity params
+        (λ=1) without history.
 
         ``perm`` is the identity: sample i receives history sample i. CPU tensors.
         """
@@ -219,7 +218,9 @@ class RecursiveMix(MixTransform):
     ) -> Any:
         """Draw, apply and store the mixed batch (and its targets) as the new history.
 
-        Returns ``images`` or ``(images, targets)``; the draw is in ``self.last_params``. The
+        images (B, C, H, W) float or uint8, labels (B,) int64 ids or (B, K) float. Returns
+        ``images`` or ``(images, targets)`` ((B, K) float32); the draw is in
+        ``self.last_params``. The
         stored logits are cleared: call :meth:`remember` with the model's logits on the
         returned batch for the consistency loss.
         """
@@ -238,7 +239,8 @@ class RecursiveMix(MixTransform):
 
     # ----------------------------------------------------------------- checkpoint
     def get_extra_state(self) -> dict[str, Tensor | None]:
-        """History and generator state, saved by ``state_dict()`` under ``_extra_state``
+        """History and generator state, saved by ``state_dict()`` under ``_extra_state``:
+        (B', C, H, W) images, (B', K) float32 targets and logits, the uint8 generator state
         (tensors and None only, so ``torch.load(weights_only=True)`` reads it back)."""
         return {
             "images": self._images,

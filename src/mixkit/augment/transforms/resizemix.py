@@ -32,7 +32,9 @@ class ResizeMix(MixTransform):
         if not 0.0 < lo <= hi <= 1.0:
             raise ValueError(f"scope must satisfy 0 < low <= high <= 1, got {scope!r}")
         if interpolation not in RESIZE_MODES:
-            raise ValueError(f"interpolation must be 'nearest' or 'bilinear', got {interpolation!r}")
+            raise ValueError(
+                f"interpolation must be 'nearest' or 'bilinear', got {interpolation!r}"
+            )
         self.scope = (lo, hi)
         self.interpolation = interpolation
 

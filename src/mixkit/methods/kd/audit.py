@@ -46,8 +46,6 @@ from mixkit.methods.kd.schemes import (
 )
 from mixkit.train import write_json
 
-__all__ = ["audit_scheme", "collect_student_runs", "run_audit"]
-
 
 def _teacher_views(
     teacher: nn.Module,

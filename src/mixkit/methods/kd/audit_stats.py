@@ -21,17 +21,6 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = [
-    "ChunkMeans",
-    "t_stddev",
-    "t_stddev_of_stream",
-    "ce_covariance",
-    "pearson",
-    "spearman",
-    "kendall",
-    "correlations",
-]
-
 
 class ChunkMeans:
     """Cut a stream of row vectors into consecutive chunks of exactly ``group`` rows.

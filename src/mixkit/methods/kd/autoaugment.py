@@ -20,8 +20,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["OPS", "CIFAR10_POLICY", "POLICIES", "magnitude_value", "apply_op", "autoaugment"]
-
 # (op, probability, magnitude bin or None) pairs; torchvision AutoAugmentPolicy.CIFAR10.
 CIFAR10_POLICY: tuple[tuple[tuple[str, float, int | None], ...], ...] = (
     (("Invert", 0.1, None), ("Contrast", 0.2, 6)),

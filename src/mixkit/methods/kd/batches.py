@@ -12,8 +12,6 @@ from torch import Tensor, nn
 from mixkit import data, distributed
 from mixkit.methods.kd.schemes import SchemeContext
 
-__all__ = ["predict_logits", "index_batches", "base_augment", "subset"]
-
 
 @torch.no_grad()
 def predict_logits(

@@ -13,8 +13,6 @@ from torch import nn
 from mixkit import data, models
 from mixkit.train import load_checkpoint
 
-__all__ = ["resolve_run", "load_teacher", "load_student"]
-
 
 def resolve_run(path: str | Path | None, what: str) -> tuple[Path, Path, dict[str, Any]]:
     """``(checkpoint, run_dir, run config)`` of a run folder or of ``RUN/checkpoints/*.pt``."""

@@ -9,8 +9,6 @@ import dataclasses
 from mixkit.methods.kd.autoaugment import POLICIES
 from mixkit.methods.kd.schemes import CRITERIA, canonical_name
 
-__all__ = ["BASE_AUGS", "SchemeOptions", "KDConfig", "AuditConfig"]
-
 # Augmentation of x itself (the data loader's transform; official: crop+flip per sample).
 BASE_AUGS = ("crop_flip", "crop", "none")
 

@@ -9,8 +9,6 @@ from torch import Tensor
 
 from mixkit import losses
 
-__all__ = ["kd_loss"]
-
 
 def kd_loss(
     student_logits: Tensor,

@@ -19,28 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mixkit import augment, data, ops
+from mixkit import augment, data
 from mixkit.methods.kd.autoaugment import POLICIES, autoaugment
-
-__all__ = [
-    "CRITERIA",
-    "SCHEMES",
-    "SchemeContext",
-    "Scheme",
-    "Identity",
-    "Flip",
-    "CropFlip",
-    "CutoutScheme",
-    "AutoAugmentScheme",
-    "MixUpScheme",
-    "CutMixScheme",
-    "CutMixPick",
-    "entropy",
-    "pick_scores",
-    "teacher_logits_of_last",
-    "build_scheme",
-    "canonical_name",
-]
 
 CRITERIA = ("teacher_entropy", "student_entropy", "kld")
 

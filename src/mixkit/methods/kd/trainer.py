@@ -44,8 +44,6 @@ from mixkit.train import (
     write_json,
 )
 
-__all__ = ["RESUME_IGNORES", "run"]
-
 LOSS_KEYS = ("loss", "ce", "kl", "kl_aug")
 
 

@@ -13,8 +13,8 @@ Modules:
     - :mod:`~mixkit.methods.recursivemix.roi_align`: pure-torch ROI-Align.
 """
 
-from mixkit.methods.recursivemix.loss import RoIHead, recursive_mix_loss
 from mixkit.augment.transforms.recursivemix import INTERPOLATIONS, RecursiveMix
+from mixkit.methods.recursivemix.loss import RoIHead, recursive_mix_loss
 from mixkit.methods.recursivemix.roi_align import roi_align
 from mixkit.methods.recursivemix.step import FeatureModel, RecursiveMixOutput, RecursiveMixStep
 

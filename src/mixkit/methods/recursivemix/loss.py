@@ -18,8 +18,6 @@ from torch import Tensor, nn
 from mixkit import losses
 from mixkit.methods.recursivemix.roi_align import roi_align
 
-__all__ = ["RoIHead", "recursive_mix_loss"]
-
 
 class RoIHead(nn.Module):
     """Official ``fc_roi``: ROI-Align the final feature map over the pasted box (1x1 output,

@@ -16,8 +16,6 @@ import math
 import torch
 from torch import Tensor
 
-__all__ = ["roi_align", "boxes_to_rois"]
-
 
 def boxes_to_rois(boxes: Tensor | list[Tensor]) -> Tensor:
     """Turn a (K, 5) ``[batch_index, x1, y1, x2, y2]`` tensor or a list of per-image (L_i, 4)

@@ -9,10 +9,8 @@ from typing import NamedTuple
 from torch import Tensor, nn
 
 from mixkit.augment.params import MixParams
-from mixkit.methods.recursivemix.loss import RoIHead, recursive_mix_loss
 from mixkit.augment.transforms.recursivemix import RecursiveMix
-
-__all__ = ["FeatureModel", "RecursiveMixStep", "RecursiveMixOutput"]
+from mixkit.methods.recursivemix.loss import RoIHead, recursive_mix_loss
 
 
 class FeatureModel(nn.Module):

@@ -14,8 +14,6 @@ import dataclasses
 from mixkit.methods.semiseg.data import FRACTIONS, PROTOCOLS
 from mixkit.methods.semiseg.mix import MIXERS
 
-__all__ = ["METHODS", "SemisegConfig"]
-
 METHODS = ("sup", "mt", "psmt", "dualteacher")
 
 

@@ -39,22 +39,6 @@ from torch import Tensor
 
 from mixkit.data import load_mnist5k
 
-__all__ = [
-    "IGNORE",
-    "NUM_CLASSES",
-    "FRACTIONS",
-    "PROTOCOLS",
-    "SegSplit",
-    "SegDataset",
-    "build_seg_dataset",
-    "cached_seg_dataset",
-    "parse_fraction",
-    "make_split",
-    "write_split",
-    "load_split",
-    "ensure_split",
-]
-
 IGNORE = 255
 NUM_CLASSES = 11  # background + digits 0..9
 FRACTIONS = ("1/16", "1/8", "1/4", "1/2", "1")

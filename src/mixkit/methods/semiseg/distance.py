@@ -27,15 +27,6 @@ from torch import Tensor, nn  # noqa: E402
 from mixkit import plots  # noqa: E402
 from mixkit.methods.semiseg.net import bn_mode  # noqa: E402
 
-__all__ = [
-    "flat_params",
-    "param_distance",
-    "prediction_gap",
-    "mean_std",
-    "summarize_history",
-    "plot_distance_curves",
-]
-
 
 def flat_params(model: nn.Module) -> Tensor:
     """All parameters of ``model`` concatenated into one float64 vector (CPU)."""

@@ -15,8 +15,6 @@ from mixkit.methods.semiseg.teacher_updates import ema_update, frozen_copy
 from mixkit.methods.semiseg.trainer_base import SemisegTrainer
 from mixkit.methods.semiseg.views import strong_colour
 
-__all__ = ["DualTeacherTrainer"]
-
 
 class DualTeacherTrainer(SemisegTrainer):
     """Dual Teacher (Na et al. NeurIPS 2023; ``tools/train.py::train_dual``,

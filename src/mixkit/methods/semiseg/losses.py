@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from torch import Tensor
 
-__all__ = ["masked_mean"]
-
 
 def masked_mean(values: Tensor, mask: Tensor, denom: Tensor | None = None) -> Tensor:
     """sum(values * mask) / max(denom or mask.sum(), 1)."""

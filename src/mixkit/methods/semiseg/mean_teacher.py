@@ -13,8 +13,6 @@ from mixkit.methods.semiseg.losses import masked_mean
 from mixkit.methods.semiseg.teacher_updates import ema_update, frozen_copy
 from mixkit.methods.semiseg.trainer_base import SemisegTrainer
 
-__all__ = ["MeanTeacherTrainer"]
-
 
 class MeanTeacherTrainer(SemisegTrainer):
     """Mean teacher + mixing (French et al. 2020, "Semi-supervised semantic segmentation needs

@@ -13,8 +13,6 @@ import math
 import torch
 from torch import Tensor
 
-__all__ = ["confusion_matrix", "iou_from_confusion", "miou", "ConfusionMeter"]
-
 
 def confusion_matrix(
     pred: Tensor, target: Tensor, num_classes: int, ignore_index: int = 255

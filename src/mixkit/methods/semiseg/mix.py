@@ -31,8 +31,6 @@ from torch import Tensor
 from mixkit import augment
 from mixkit.augment import MixParams, MixTransform
 
-__all__ = ["MIXERS", "SegMixed", "SegMixer", "build_seg_mixer"]
-
 MIXERS = ("none", "cutmix", "classmix", "multibox", "fmix")
 
 

@@ -26,8 +26,6 @@ from mixkit.methods.semiseg.net import SegNet
 from mixkit.methods.semiseg.views import normalise, weak_view
 from mixkit.train import atomic_save, load_checkpoint
 
-__all__ = ["sklearn_digit_canvases", "pretrain_encoder", "cached_pretrained", "load_encoder"]
-
 ENCODER_PREFIXES = ("stem.", "low.", "down.", "context.", "aspp.")
 
 

@@ -19,8 +19,6 @@ from mixkit.methods.semiseg.teacher_updates import ema_update
 from mixkit.methods.semiseg.trainer_base import SemisegTrainer, StudentCall
 from mixkit.methods.semiseg.views import strong_colour
 
-__all__ = ["PSMTTrainer"]
-
 
 def _l2_normalise(d: Tensor) -> Tensor:
     """Per-sample L2 normalisation over all non-batch dims (PS-MT ``_l2_normalize``)."""

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["poly_lr", "cosine_rampup"]
-
 
 def poly_lr(base_lr: float, step: int, total: int, power: float = 0.9) -> float:
     """``base * (1 - step/total) ** power`` (PS-MT ``Poly``, Dual Teacher ``PolyWarmupAdamW``)."""

@@ -8,8 +8,6 @@ from typing import Any
 import torch
 from torch import Tensor
 
-__all__ = ["IndexStream"]
-
 
 class IndexStream:
     """Endless shuffled stream of dataset indices in batches (remainder dropped per pass).

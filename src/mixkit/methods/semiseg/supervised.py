@@ -7,8 +7,6 @@ import torch.nn.functional as F
 from mixkit.methods.semiseg.data import IGNORE
 from mixkit.methods.semiseg.trainer_base import SemisegTrainer
 
-__all__ = ["SupervisedTrainer"]
-
 
 class SupervisedTrainer(SemisegTrainer):
     """Labeled canvases only: ``CE(S(x_l), y_l)`` (ignore 255)."""

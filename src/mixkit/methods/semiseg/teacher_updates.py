@@ -8,8 +8,6 @@ import copy
 import torch
 from torch import nn
 
-__all__ = ["ema_update", "frozen_copy"]
-
 
 @torch.no_grad()
 def ema_update(teacher: nn.Module, student: nn.Module, alpha: float, buffers: bool) -> None:

@@ -29,8 +29,6 @@ from mixkit.methods.semiseg.streams import IndexStream
 from mixkit.methods.semiseg.views import normalise, weak_view
 from mixkit.train import seed_everything
 
-__all__ = ["StudentCall", "SemisegTrainer"]
-
 
 class StudentCall(nn.Module):
     """The student's training forward passes of one step in one call, so that

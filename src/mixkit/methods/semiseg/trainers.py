@@ -39,17 +39,6 @@ from mixkit.methods.semiseg.psmt import PSMTTrainer
 from mixkit.methods.semiseg.supervised import SupervisedTrainer
 from mixkit.methods.semiseg.trainer_base import SemisegTrainer
 
-__all__ = [
-    "SemisegTrainer",
-    "SupervisedTrainer",
-    "MeanTeacherTrainer",
-    "PSMTTrainer",
-    "DualTeacherTrainer",
-    "TRAINERS",
-    "build_trainer",
-]
-
-
 TRAINERS: dict[str, type[SemisegTrainer]] = {
     "sup": SupervisedTrainer,
     "mt": MeanTeacherTrainer,

@@ -21,8 +21,6 @@ from torch import Tensor
 from mixkit.data import random_crop_flip
 from mixkit.methods.semiseg.data import IGNORE
 
-__all__ = ["weak_view", "strong_colour", "normalise"]
-
 
 def weak_view(
     images: Tensor, labels: Tensor | None, pad: int, generator: torch.Generator | None
