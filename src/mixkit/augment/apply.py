@@ -140,8 +140,10 @@ def apply_images(
     inplace: bool = False,
     check_finite: bool = False,
     kernel: Kernel = mix_tensors,
+    source: Tensor | None = None,
 ) -> Tensor:
-    """Mix a batch of images (B, C, H, W) float or uint8 with ``params``.
+    """Mix a batch of images (B, C, H, W) float or uint8 with ``params``; ``source``
+    (B, C, Hs, Ws) replaces the partners ``images[perm]`` (RecursiveMix's history).
 
     Returns a new tensor; with ``out=`` the result is written into that preallocated tensor
     (same shape, dtype, device) and with ``inplace=True`` into ``images`` itself. Otherwise
@@ -153,7 +155,7 @@ def apply_images(
     dst = pixels.destination(images, out, inplace)
     if check_finite:
         checks.check_finite(images, "images")
-    return apply_tensor(params, images, dst=dst, kernel=kernel)
+    return apply_tensor(params, images, dst=dst, source=source, kernel=kernel)
 
 
 def apply_targets(params: MixParams, targets: Tensor) -> Tensor:

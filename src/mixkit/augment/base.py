@@ -173,6 +173,7 @@ class MixTransform(torch.nn.Module):
         self._kernel: Kernel = mix_tensors  # mixkit.compile swaps in the compiled kernel
 
     blends = False  # whether draws can hold BLEND samples (then class-id masks are refused)
+    mixes_masks = True  # False: images and labels only (masks and boxes refused)
 
     # ----------------------------------------------------------------- random draw
     def _draw_region(
@@ -248,13 +249,20 @@ class MixTransform(torch.nn.Module):
         dtype and device as images), ``inplace=True`` overwrites ``images``; by default the
         inputs are never modified."""
         self._check_inputs(params, images=images, labels=labels, masks=masks)
+        if not self.mixes_masks and (masks is not None or boxes is not None):
+            raise ValueError(
+                f"{type(self).__name__} mixes images and labels only (no masks or boxes)"
+            )
         kernel = self._kernel
         mixed_images = None
         if images is not None:
-            mixed_images = apply_images(params, images, out=out, inplace=inplace, kernel=kernel)
+            source = self._source(params, images)
+            mixed_images = apply_images(
+                params, images, out=out, inplace=inplace, kernel=kernel, source=source
+            )
         mixed_labels = None
         if labels is not None:
-            mixed_labels = apply_targets(params, self._as_targets(labels, images))
+            mixed_labels = self._mix_targets(params, self._as_targets(labels, images))
         mixed_masks = None
         if masks is not None:
             class_ids = masks.ndim == 3 and not masks.is_floating_point()
@@ -268,6 +276,18 @@ class MixTransform(torch.nn.Module):
         if boxes is not None:
             mixed_boxes = apply_boxes(params, BoxBatch(*boxes), self.min_visibility)
         return Mixed(mixed_images, mixed_labels, mixed_masks, mixed_boxes, params)
+
+    def _source(self, params: MixParams, images: Tensor) -> Tensor | None:
+        """What is pasted into the images: None for the partners ``images[perm]``
+        (RecursiveMix: its stored history)."""
+        return None
+
+    def _mix_targets(self, params: MixParams, targets: Tensor) -> Tensor:
+        """(B, K) float targets mixed like the images (RecursiveMix: with the history's)."""
+        return apply_targets(params, targets)
+
+    def _remember(self, mixed: Mixed) -> None:
+        """Called by ``forward`` with its result (RecursiveMix stores it as the history)."""
 
     def _check_inputs(self, params: MixParams, **tensors: Tensor | None) -> None:
         """Each given tensor has the params' batch size; float CPU images/masks are finite
@@ -318,6 +338,7 @@ class MixTransform(torch.nn.Module):
             params = self.draw(images.shape, generator, **self._context(labels, masks))
         self.last_params = params
         res = self.apply(params, images, labels, masks, boxes, out=out, inplace=inplace)
+        self._remember(res)
         given = [res.images] + [
             r
             for r, a in ((res.labels, labels), (res.masks, masks), (res.boxes, boxes))

@@ -20,7 +20,6 @@ import torch
 from torch import Tensor
 
 from mixkit import ops
-from mixkit.augment.apply import apply_tensor
 from mixkit.augment.base import Mixed, MixTransform, Region, batch_hw, make_generator
 from mixkit.augment.params import RESIZE_MODES, Kind, MixParams
 from mixkit.ops import pixels
@@ -172,70 +171,30 @@ class RecursiveMix(MixTransform):
         return self._finish(region, applied, torch.arange(b), b, (h, w), self_pairs=False)
 
     # ----------------------------------------------------------------- apply
-    def apply(
-        self,
-        params: MixParams,
-        images: Tensor | None = None,
-        labels: Tensor | None = None,
-        masks: Tensor | None = None,
-        boxes: Any = None,
-        *,
-        out: Tensor | None = None,
-    ) -> Mixed:
-        """Mix images (B, C, H, W) and labels ((B,) ids or (B, K)) with the stored history.
-        Pure: the history is read, not updated. Labels come back as (B, K) float targets."""
-        if masks is not None or boxes is not None:
-            raise ValueError("RecursiveMix mixes images and labels only (no masks or boxes)")
-        b = params.batch_size
-        self._check_inputs(params, images=images, labels=labels)
-        mixing = bool(params.applied.any())  # params.kind is a CPU tensor: no device sync
-        mixed_images = None
-        if images is not None:
-            pixels.check_images(images)
-            params.check(b, tuple(images.shape[-2:]))
-            dst = pixels.destination(images, out, False)
-            source = self._history("images", self._images, b, images) if mixing else None
-            mixed_images = apply_tensor(params, images, dst=dst, source=source, kernel=self._kernel)
-        mixed_labels = None
-        if labels is not None:
-            targets = self._as_targets(labels, images)
-            if mixing:
-                previous = self._history("targets", self._targets, b, targets)
-                lam = params.label_lam.to(targets.device, targets.dtype, non_blocking=True)
-                targets = pixels.lerp_exact(previous, targets, lam[:, None])
-            mixed_labels = targets
-        return Mixed(mixed_images, mixed_labels, None, None, params)
+    mixes_masks = False
 
-    def forward(
-        self,
-        images: Tensor,
-        labels: Tensor | None = None,
-        masks: Tensor | None = None,
-        boxes: Any = None,
-        *,
-        params: MixParams | None = None,
-        generator: torch.Generator | int | None = None,
-    ) -> Any:
-        """Draw, apply and store the mixed batch (and its targets) as the new history.
+    def _source(self, params: MixParams, images: Tensor) -> Tensor | None:
+        """The first B stored images (B, C, H, W), or None when nothing is mixed (``kind``
+        is a CPU tensor: no device sync)."""
+        if not bool(params.applied.any()):
+            return None
+        return self._history("images", self._images, params.batch_size, images)
 
-        images (B, C, H, W) float or uint8, labels (B,) int64 ids or (B, K) float. Returns
-        ``images`` or ``(images, targets)`` ((B, K) float32); the draw is in
-        ``self.last_params``. The
-        stored logits are cleared: call :meth:`remember` with the model's logits on the
-        returned batch for the consistency loss.
-        """
-        if not isinstance(images, Tensor) or images.ndim != 4:
-            got = tuple(images.shape) if isinstance(images, Tensor) else type(images).__name__
-            raise ValueError(f"images must be a tensor of shape (B, C, H, W), got {got}")
-        if params is None:
-            params = self.draw(images.shape, generator)
-        res = self.apply(params, images, labels, masks, boxes)
-        self.last_params = params
-        # Official main.py::train stores the MIXED input and label (clone().detach()).
-        self._images = res.images.detach().clone()
-        self._targets = None if res.labels is None else res.labels.detach().clone()
+    def _mix_targets(self, params: MixParams, targets: Tensor) -> Tensor:
+        """``λ·y + (1-λ)·y_prev`` with the previous mixed (B, K) float targets."""
+        if not bool(params.applied.any()):
+            return targets
+        previous = self._history("targets", self._targets, params.batch_size, targets)
+        lam = params.label_lam.to(targets.device, targets.dtype, non_blocking=True)
+        return pixels.lerp_exact(previous, targets, lam[:, None])
+
+    def _remember(self, mixed: Mixed) -> None:
+        """Store the mixed batch and its targets as the new history; clear the logits.
+        Official ``main.py::train`` stores the MIXED input and label (``clone().detach()``);
+        call :meth:`remember` with the model's logits on the batch for the ROI loss."""
+        self._images = mixed.images.detach().clone()
+        self._targets = None if mixed.labels is None else mixed.labels.detach().clone()
         self._logits = None
-        return res.images if labels is None else (res.images, res.labels)
 
     # ----------------------------------------------------------------- checkpoint
     def get_extra_state(self) -> dict[str, Tensor | None]:
