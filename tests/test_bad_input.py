@@ -1,4 +1,4 @@
-"""The bad-input matrix (issue 7): every bad input gives one ValueError / FileNotFoundError
+"""The bad-input matrix: every bad input gives one ValueError / FileNotFoundError
 naming the argument and what was expected; the CLI turns it into a one-line message and a
 non-zero exit (``--debug`` shows the traceback).
 

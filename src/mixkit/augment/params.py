@@ -150,6 +150,11 @@ class MixParams:
         and (B, H, W) bool ``mask`` on ``device`` (``non_blocking=True``); ``kind`` stays on
         the CPU."""
 
+        device = torch.device(device)
+        tensors = [t for t in (self.lam, self.perm, self.boxes, self.mask) if t is not None]
+        if all(t.device == device for t in tensors):
+            return self  # already there: no copy and no second check
+
         def move(t: Tensor | None) -> Tensor | None:
             return None if t is None else t.to(device, non_blocking=True)
 

@@ -8,8 +8,8 @@ metrics.csv row, checkpoints/last.pt -> summary.json and plots.
 
 ``--resume`` continues from ``OUT/checkpoints/last.pt`` (same config) to the same bytes.
 ``torchrun --nproc_per_node 2 -m mixkit semiseg ...`` trains data-parallel (the batch sizes
-are global batches; see ``mixkit.methods.semiseg.trainers``); only rank 0 writes the run folder, and
-``summary.json`` records every rank's SHA-256 of the student and of each teacher.
+are global batches; see ``mixkit.methods.semiseg.trainers``); only rank 0 writes the run
+folder, and ``summary.json`` records every rank's SHA-256 of the student and of each teacher.
 """
 
 from __future__ import annotations
@@ -191,7 +191,36 @@ def run(cfg: SemisegConfig) -> dict[str, Any]:
 def _run(cfg: SemisegConfig, env: distributed.DistEnv) -> dict[str, Any]:
     out, main = Path(cfg.out), env.is_main
     distributed.start_run_dir(out, cfg, env)
-    # data caches, the split file and the pretrained-encoder cache: written by rank 0 only
+    ds, split_path, labeled, unlabeled = _prepare_data(cfg, env)
+    trainer = build_trainer(cfg, ds, labeled, unlabeled, env)
+    ckpt_path = out / "checkpoints" / "last.pt"
+    if cfg.resume and ckpt_path.is_file():
+        _restore(cfg, env, trainer, ckpt_path)
+    metrics = _open_metrics(out / "metrics.csv", trainer) if main else None
+
+    def on_step() -> None:  # mid-epoch checkpoints: --resume continues from the same step
+        if cfg.checkpoint_every and trainer.step % cfg.checkpoint_every == 0:
+            _save_checkpoint(cfg, env, trainer, ckpt_path)
+
+    start = time.time()
+    while trainer.epoch < cfg.epochs:
+        row = _train_epoch(cfg, trainer, on_step, progress=cfg.progress and main)
+        _save_checkpoint(cfg, env, trainer, ckpt_path)
+        if main:
+            metrics.write({k: v for k, v in row.items() if k not in CSV_SKIP})
+            _print_epoch(cfg, row)
+    wall_s = time.time() - start
+    summary = _summary(cfg, env, trainer, ds, split_path, labeled, unlabeled, wall_s)
+    if main:
+        _write_outputs(cfg, trainer, ds, summary)
+    return summary
+
+
+def _prepare_data(
+    cfg: SemisegConfig, env: distributed.DistEnv
+) -> tuple[SegDataset, Path, torch.Tensor, torch.Tensor]:
+    """Canvases, the split file and (under torchrun) the pretrained-encoder cache: the
+    caches are written by rank 0 only, then read by the others."""
     ds = _main_first(env, lambda: load_data(cfg))
     split_path, labeled, unlabeled = _main_first(env, lambda: resolve_split(cfg, ds))
     if cfg.pretrain_steps > 0 and env.distributed:
@@ -201,55 +230,75 @@ def _run(cfg: SemisegConfig, env: distributed.DistEnv) -> dict[str, Any]:
                 cfg.width, cfg.canvas, cfg.pretrain_steps, cfg.pretrain_seed, cfg.pretrain_cache
             ),
         )
-    trainer = build_trainer(cfg, ds, labeled, unlabeled, env)
-    ckpt_path = out / "checkpoints" / "last.pt"
-    metrics_path = out / "metrics.csv"
-    if cfg.resume and ckpt_path.is_file():
-        ckpt = load_checkpoint(ckpt_path)
-        _check_resume(cfg, ckpt.get("config", {}))
-        trainer.load_state_dict(ckpt)
-        if main:
-            print(f"resumed from {ckpt_path} at epoch {trainer.epoch}", flush=True)
-    if main:
-        metrics_path.unlink(missing_ok=True)
-        metrics = MetricsWriter(metrics_path)
-        for row in trainer.rows:  # rewrite the history the checkpoint carries
-            metrics.write({k: v for k, v in row.items() if k not in CSV_SKIP})
+    return ds, split_path, labeled, unlabeled
 
-    def save_checkpoint() -> None:  # collective: every rank's random state, rank 0 writes
-        ranks = distributed.all_gather_object(trainer.rank_state(), env)
-        if main:
-            state = {**trainer.state_dict(), "ranks": ranks, "config": dataclasses.asdict(cfg)}
-            atomic_save(state, ckpt_path)
 
-    def on_step() -> None:  # mid-epoch checkpoints: --resume continues from the same step
-        if cfg.checkpoint_every and trainer.step % cfg.checkpoint_every == 0:
-            save_checkpoint()
+def _restore(
+    cfg: SemisegConfig, env: distributed.DistEnv, trainer: SemisegTrainer, ckpt_path: Path
+) -> None:
+    ckpt = load_checkpoint(ckpt_path)
+    _check_resume(cfg, ckpt.get("config", {}))
+    trainer.load_state_dict(ckpt)
+    if env.is_main:
+        print(f"resumed from {ckpt_path} at epoch {trainer.epoch}", flush=True)
 
-    start = time.time()
-    while trainer.epoch < cfg.epochs:
-        bar = None
-        if cfg.progress and main:
-            from tqdm import tqdm
 
-            bar = tqdm(total=cfg.iters_per_epoch, desc=f"epoch {trainer.epoch + 1}", leave=False)
-        row = trainer.train_epoch(None if bar is None else _ticker(bar), on_step)
-        if bar is not None:
-            bar.close()
-        save_checkpoint()
-        if not main:
-            continue
+def _open_metrics(path: Path, trainer: SemisegTrainer) -> MetricsWriter:
+    """A fresh metrics.csv holding the history the checkpoint carries (none for a new run)."""
+    path.unlink(missing_ok=True)
+    metrics = MetricsWriter(path)
+    for row in trainer.rows:
         metrics.write({k: v for k, v in row.items() if k not in CSV_SKIP})
-        extra = "  ".join(
-            f"{k} {row[k]:.3f}" for k in row if k.endswith("_miou") and k != "val_miou"
-        )
-        print(
-            f"epoch {row['epoch']}/{cfg.epochs} [{row['active'] or '-'}]  loss {row['loss']:.4f}"
-            f"  sup {row['loss_sup']:.4f}  unsup {row['loss_unsup']:.4f}"
-            f"  pass {row['pass_rate']:.2f}  val mIoU {row['val_miou']:.4f}  {extra}"
-            f"  ({row['epoch_time_s']:.1f} s)",
-            flush=True,
-        )
+    return metrics
+
+
+def _save_checkpoint(
+    cfg: SemisegConfig, env: distributed.DistEnv, trainer: SemisegTrainer, ckpt_path: Path
+) -> None:
+    """Collective: every rank's random state is gathered, rank 0 writes ``last.pt``."""
+    ranks = distributed.all_gather_object(trainer.rank_state(), env)
+    if env.is_main:
+        state = {**trainer.state_dict(), "ranks": ranks, "config": dataclasses.asdict(cfg)}
+        atomic_save(state, ckpt_path)
+
+
+def _train_epoch(
+    cfg: SemisegConfig, trainer: SemisegTrainer, on_step: Callable[[], None], progress: bool
+) -> dict[str, Any]:
+    """One epoch of the trainer (with a progress bar when asked); returns its metrics row."""
+    if not progress:
+        return trainer.train_epoch(None, on_step)
+    from tqdm import tqdm
+
+    bar = tqdm(total=cfg.iters_per_epoch, desc=f"epoch {trainer.epoch + 1}", leave=False)
+    row = trainer.train_epoch(_ticker(bar), on_step)
+    bar.close()
+    return row
+
+
+def _print_epoch(cfg: SemisegConfig, row: dict[str, Any]) -> None:
+    extra = "  ".join(f"{k} {row[k]:.3f}" for k in row if k.endswith("_miou") and k != "val_miou")
+    print(
+        f"epoch {row['epoch']}/{cfg.epochs} [{row['active'] or '-'}]  loss {row['loss']:.4f}"
+        f"  sup {row['loss_sup']:.4f}  unsup {row['loss_unsup']:.4f}"
+        f"  pass {row['pass_rate']:.2f}  val mIoU {row['val_miou']:.4f}  {extra}"
+        f"  ({row['epoch_time_s']:.1f} s)",
+        flush=True,
+    )
+
+
+def _summary(
+    cfg: SemisegConfig,
+    env: distributed.DistEnv,
+    trainer: SemisegTrainer,
+    ds: SegDataset,
+    split_path: Path,
+    labeled: torch.Tensor,
+    unlabeled: torch.Tensor,
+    wall_s: float,
+) -> dict[str, Any]:
+    """summary.json: the split, the final and best mIoU, teacher mIoU and distances; under
+    torchrun also every rank's SHA-256 of the student and of each teacher."""
     final = trainer.rows[-1]
     teachers = list(trainer.teachers())
     semi_rows = [r for r in trainer.rows if r["active"] not in ("", "warmup")]
@@ -276,7 +325,7 @@ def _run(cfg: SemisegConfig, env: distributed.DistEnv) -> dict[str, Any]:
         "distance": summarize_history(semi_rows, keys) if teachers else {},
         "curve": trainer.curve,
         "train_time_s": round(sum(r["epoch_time_s"] for r in trainer.rows), 2),
-        "wall_time_s": round(time.time() - start, 2),
+        "wall_time_s": round(wall_s, 2),
         "world_size": env.world_size,
     }
     if env.distributed:  # every rank must end with the same bytes (SHA-256 per rank)
@@ -285,11 +334,18 @@ def _run(cfg: SemisegConfig, env: distributed.DistEnv) -> dict[str, Any]:
             name: distributed.check_same_across_ranks(t, env, name)
             for name, t in trainer.teachers().items()
         }
-    if not main:
-        return summary
+    return summary
+
+
+def _write_outputs(
+    cfg: SemisegConfig, trainer: SemisegTrainer, ds: SegDataset, summary: dict[str, Any]
+) -> None:
+    """summary.json and the plots: overlays, one mixer draw, the distance curves."""
+    out = Path(cfg.out)
     write_json(summary, out / "summary.json")
     save_overlays(trainer, ds, out / "plots" / "overlay.png")
     save_mix_example(trainer, ds, out / "plots" / "mix_example.png")
+    teachers = list(trainer.teachers())
     if teachers and trainer.curve:
         curves = {
             t: ([p["step"] for p in trainer.curve], [p[t] for p in trainer.curve]) for t in teachers
@@ -300,4 +356,3 @@ def _run(cfg: SemisegConfig, env: distributed.DistEnv) -> dict[str, Any]:
             title=f"{cfg.method}: teacher-student parameter distance",
             epoch_steps=cfg.iters_per_epoch,
         )
-    return summary

@@ -2,7 +2,7 @@
 probabilities on x and x′ and compute the statistics of :mod:`mixkit.methods.kd.audit_stats`.
 
 Official recipe (Good-DA-in-KD ``helper/loops.py::train_distill``, ``utils.check_ce_var``,
-scripts ``T_stddev_different_DA_*.sh``; REFERENCE.md §2): teacher in eval mode, T = 1; over
+scripts ``T_stddev_different_DA_*.sh``): teacher in eval mode, T = 1; over
 E passes of the training set (batch 64, the standard crop+flip loader) append softmax(t(x))
 and softmax(t(x′)) to one stream; every 640 vectors (10 appended batches) store their mean
 m_k (K,); T. stddev = mean over classes of ``torch.std`` (unbiased, ddof = 1) over all m_k.

@@ -1,7 +1,7 @@
 """Data-augmentation schemes that build the distillation input x′ from a batch x.
 
 Source: Good-DA-in-KD ``helper/loops.py::get_mixed_input`` (identity, flip, crop+flip, cutout,
-autoaugment, mixup, cutmix, cutmix_pick) and REFERENCE.md §2. Every scheme maps pixel images
+autoaugment, mixup, cutmix, cutmix_pick) (the official code). Every scheme maps pixel images
 (B, C, H, W) — uint8, or float in [0, 1] — to new pixel images of the same dtype; all random
 draws come from the ``generator`` argument (same seed => same bytes) and are vectorised over
 the batch. By default each sample gets its own draw; ``per_batch=True`` reproduces the

@@ -10,7 +10,7 @@ band just outside every stroke, the analogue of the VOC boundary band.
 Train canvases use only digits of MNIST-5k's train split and val canvases only digits of its
 test split, so the two sets share no source digit. Everything is a pure function of the seed.
 
-Split protocols (the VOC ones, REFERENCE.md §3 "Dataset protocols"):
+Split protocols (the VOC ones, as in the PS-MT and Dual Teacher papers' VOC tables):
 
 - ``random``: ``round(N * f)`` labeled canvases drawn uniformly (CPS-style "blended" lists);
 - ``hq``: ``round(N_hq * f)`` labeled canvases drawn from the high-quality subset only (the

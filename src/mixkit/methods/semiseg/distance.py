@@ -1,6 +1,6 @@
 """Teacher-student distance analysis (an analogue of Dual Teacher's appendix Table A3, whose
-exact definition was not retrieved — REFERENCE.md §3 "[NOT RETRIEVED]"; this is the probe
-REFERENCE.md proposes):
+exact definition is not in the official code we read; this probe measures the two natural
+distances):
 
 - parameter distance: L2 norm of the difference of the flattened parameters (weights and
   biases; BatchNorm running buffers excluded) of a teacher and the student;
