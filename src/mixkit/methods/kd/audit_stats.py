@@ -2,7 +2,8 @@
 teacher–student CE covariance, and rank correlations with permutation p-values.
 
 T. stddev (Good-DA-in-KD ``utils.check_ce_var``, called by
-``helper/loops.py::train_distill``): every ``group`` vectors of the stream of teacher probabilities store their mean m_k (K,); T. stddev = mean over classes
+``helper/loops.py::train_distill``): every ``group`` vectors of the stream of teacher
+probabilities store their mean m_k (K,); T. stddev = mean over classes
 of ``torch.std`` (unbiased, ddof = 1) over all m_k. Lower is a better DA.
 
 Covariance (``utils.check_ce_var_v3``, the NeurIPS rebuttal metric): per-sample

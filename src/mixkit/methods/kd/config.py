@@ -1,6 +1,7 @@
 """Configs of ``mixkit distill`` (``KDConfig``) and ``mixkit kd-audit`` (``AuditConfig``);
 field names are the CLI flags. Defaults are the official Good-DA-in-KD ones
-(``train_student.py``, ``helper/loops.py``) where the method defines them, and a CPU budget otherwise (epochs, cosine schedule)."""
+(``train_student.py``, ``helper/loops.py``) where the method defines them, and a CPU budget
+otherwise (epochs, cosine schedule)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,8 @@
 """``SemisegConfig``: every knob of ``mixkit semiseg`` (field names are the CLI flags).
 
 Defaults are the official ones where the method defines them (PS-MT ``VocCode/train.py``,
-Dual Teacher ``tools/train.py``) and a CPU-sized budget otherwise: an "epoch" is ``iters_per_epoch`` iterations of
+Dual Teacher ``tools/train.py``) and a CPU-sized budget otherwise: an "epoch" is
+``iters_per_epoch`` iterations of
 ``batch_size`` labeled + ``unlabeled_batch_size`` unlabeled canvases — the unit at which the
 PS-MT and Dual Teacher teachers switch — not a pass over the data, so every method and split
 gets the same number of student updates.

@@ -2,7 +2,8 @@
 
 Every official system starts from a backbone pretrained on other data (PS-MT: ImageNet
 ResNet; Dual Teacher: ImageNet MiT; both with random decoders — PS-MT
-``Model/Deeplabv3_plus``, Dual Teacher ``seg_core/model.py``). Here the analogue is a SegNet trained, fully supervised, on canvases rendered from a DIFFERENT digit
+``Model/Deeplabv3_plus``, Dual Teacher ``seg_core/model.py``). Here the analogue is a SegNet
+trained, fully supervised, on canvases rendered from a DIFFERENT digit
 source: scikit-learn's 1797 8x8 handwritten digits (UCI optdigits, upsampled to 28x28), drawn
 with the same canvas generator. No MNIST image or label is used, so the semi-supervised
 splits stay honest. Only the encoder weights are transferred (decoders start random).
