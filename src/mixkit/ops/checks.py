@@ -8,6 +8,8 @@ says which. Shape and dtype checks are host metadata and always raise at once.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
@@ -34,6 +36,15 @@ def require(ok: Tensor, message: str) -> None:
 
 def check_finite(t: Tensor, name: str) -> None:
     """ValueError if a float CPU tensor holds NaN or Inf. Skipped on other devices (a NaN
-    there is not an error worth stopping the device for) and for non-float tensors."""
-    if t.is_floating_point() and on_host(t) and not bool(torch.isfinite(t).all()):
+    there is not an error worth stopping the device for) and for non-float tensors.
+
+    One vectorised sum decides: a sum of finite values is finite unless it overflows (NaN and
+    Inf propagate), so only a non-finite sum pays the elementwise ``isfinite`` (whose CPU
+    kernel is a slow scalar loop)."""
+    if not (t.is_floating_point() and on_host(t)) or not t.numel():
+        return
+    acc = torch.float64 if t.dtype == torch.float64 else torch.float32
+    if math.isfinite(float(t.sum(dtype=acc))):
+        return
+    if not bool(torch.isfinite(t).all()):
         raise ValueError(NONFINITE.format(name=name))
