@@ -317,10 +317,8 @@ def resize_paste(
     out: Tensor | None = None,
     inplace: bool = False,
 ) -> Tensor:
-    """Paste the whole ``source[i]`` (B, C, Hs, Ws; any size) resized into box i of images[i].
-
-    The primitive behind ResizeMix and RecursiveMix: ``resize_into_boxes`` + a box select.
-    images (B, C, H, W), boxes (B, 4) int64 -> (B, C, H, W)."""
+    """Paste the whole ``source[i]`` (B, C, Hs, Ws; any size) resized into box i of images[i]
+    (B, C, H, W); boxes (B, 4) int64 -> (B, C, H, W). ``resize_into_boxes`` + a box select."""
     check_images(images)
     check_images(source, "source")
     if source.shape[:2] != images.shape[:2]:
@@ -348,9 +346,7 @@ def resizemix(
     inplace: bool = False,
 ) -> Tensor:
     """ResizeMix (Qin et al. 2020): paste the whole partner image, resized, into each box.
-
-    images (B, C, H, W) float or uint8, boxes (B, 4) int64 xyxy, perm (B,) int64 ->
-    (B, C, H, W) of the images' dtype."""
+    images (B, C, H, W) float or uint8, boxes (B, 4) int64, perm (B,) int64 -> same."""
     check_images(images)
     check_perm(perm, images.shape[0])
     partner = images.index_select(0, perm.to(images.device, non_blocking=True))
