@@ -399,11 +399,11 @@ class TestCLIErrors:
         "args, message",
         [
             (["--aug", "cutmixx"], "aug must be one of"),
-            (["--aug", "classmix"], "for classification"),
+            (["--aug", "classmix"], "aug must be one of"),
             (["--alpha", "0"], "alpha must be a number > 0, got 0.0"),
             (["--alpha", "-1"], "alpha must be a number > 0"),
-            (["--p", "1.5"], r"p must be a probability in [0, 1], got 1.5"),
-            (["--p", "-0.5"], "p must be a probability"),
+            (["--p", "1.5"], r"p must be a number in [0, 1], got 1.5"),
+            (["--p", "-0.5"], "p must be a number in [0, 1]"),
             (["--checkpoint-every", "-1"], "checkpoint_every must be an int >= 0"),
             (["--set", "epochs=many"], "config key 'epochs' expects int"),
             (["--set", "bogus=1"], "unknown config key 'bogus'"),
@@ -489,9 +489,9 @@ def test_cli_subprocess_exit_code_and_debug(tmp_path, debug):
     res = subprocess.run(args + (["--debug"] if debug else []), capture_output=True, text=True)
     assert res.returncode != 0
     if debug:
-        assert "Traceback" in res.stderr and "ValueError: p must be a probability" in res.stderr
+        assert "Traceback" in res.stderr and "ValueError: p must be a number in [0, 1]" in res.stderr
     else:
         assert res.returncode == 2 and "Traceback" not in res.stderr
         assert res.stderr.strip().splitlines() == [
-            "mixkit train: error: p must be a probability in [0, 1], got 2.0"
+            "mixkit train: error: p must be a number in [0, 1], got 2.0"
         ]

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import argparse
 import csv
+import dataclasses
 import json
 import os
 import pickle
+import re
 import subprocess
 import sys
 
@@ -13,8 +16,9 @@ import pytest
 import torch
 
 from mixkit import __version__
-from mixkit.cli import main
+from mixkit.cli import build_parser, main
 from mixkit.config import TrainConfig, build_config, load_yaml, parse_overrides
+from mixkit.options import available_devices
 from mixkit.train import atomic_save, load_checkpoint
 
 FAST = ["--dataset", "digits", "--epochs", "1", "--batch-size", "64", "--no-progress"]
@@ -89,7 +93,7 @@ class TestTrainCommand:
         [
             (["--aug", "mixupp"], "aug must be one of"),
             (["--set", "bogus=1"], "unknown config key 'bogus'"),
-            (["--p", "1.5"], "p must be a probability"),
+            (["--p", "1.5"], "p must be a number in [0, 1]"),
             (["--alpha", "0"], "alpha must be a number > 0"),
             (["--dataset", "cifar10"], "root"),
             (["--config", "/nonexistent.yaml"], "config file not found"),
@@ -144,3 +148,75 @@ def test_version_flag():
         [sys.executable, "-m", "mixkit", "--version"], capture_output=True, text=True, check=True
     )
     assert out.stdout.strip() == f"mixkit {__version__}"
+
+
+def _subparsers(parser, prefix=("mixkit",)):
+    """(command words, parser) of ``parser`` and every sub-command below it."""
+    yield prefix, parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from _subparsers(sub, (*prefix, name))
+
+
+class TestHelp:
+    """Every flag of every sub-command explains itself: meaning, choices, default."""
+
+    def test_every_flag_has_meaning_choices_and_default(self):
+        checked = 0
+        for words, parser in _subparsers(build_parser()):
+            text = parser.format_help()
+            assert not re.search(r"\bissue\b", text, re.I), " ".join(words)
+            assert "``" not in text, " ".join(words)
+            for action in parser._actions:
+                if isinstance(action, (argparse._HelpAction, argparse._SubParsersAction)):
+                    continue
+                if isinstance(action, argparse._VersionAction):
+                    continue
+                where = f"{' '.join(words)} {action.option_strings}"
+                assert action.help and len(action.help) > 8, where
+                choices = action.choices
+                if choices is None and str(action.metavar or "").startswith("{"):
+                    choices = str(action.metavar)[1:-1].split(",")
+                for choice in choices or ():
+                    assert str(choice) in text, f"{where}: choice {choice!r} not in the help"
+                takes_value = action.nargs != 0 and not isinstance(
+                    action, argparse.BooleanOptionalAction
+                )
+                config_flag = action.default is None and action.dest in _config_dests()
+                config_flag = config_flag and not action.required
+                if (takes_value and action.default is not None) or config_flag:
+                    assert "default" in action.help, where
+                checked += takes_value
+        assert checked > 150  # the walk really saw the sub-commands' flags
+
+    def test_top_level_description_is_whole_and_plain(self):
+        text = " ".join(build_parser().format_help().split())
+        assert "``" not in text and "Every flag maps onto a config field" in text
+
+    def test_show_accepts_only_the_flags_it_uses(self, capsys):
+        for flag in (["--lr", "1"], ["--resume"], ["--sync-bn"]):
+            with pytest.raises(SystemExit) as e:
+                build_parser().parse_args(["show", *flag])
+            assert e.value.code == 2
+            assert "unrecognized arguments" in capsys.readouterr().err
+
+    @pytest.mark.parametrize("device", ["mps", "gpu", "cuda:7"])
+    def test_unavailable_device_is_one_line(self, tmp_path, capsys, device):
+        if device in available_devices():
+            pytest.skip(f"{device} exists here")
+        assert _run(tmp_path, "--device", device) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "device must be one of ['cpu'" in err
+
+
+def _config_dests() -> set[str]:
+    """Fields of every config dataclass behind a sub-command (their flags default to None)."""
+    from mixkit.experiments.kd import KDExperimentConfig
+    from mixkit.experiments.semiseg import SemisegExperimentConfig
+    from mixkit.methods.kd.config import AuditConfig, KDConfig
+    from mixkit.methods.semiseg.config import SemisegConfig
+
+    classes = (TrainConfig, KDConfig, AuditConfig, SemisegConfig)
+    classes += (KDExperimentConfig, SemisegExperimentConfig)
+    return {f.name for cls in classes for f in dataclasses.fields(cls)}

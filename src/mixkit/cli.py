@@ -8,44 +8,61 @@ import argparse
 import dataclasses
 import importlib
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from mixkit import __version__
 from mixkit.config import TrainConfig, build_config, load_yaml, parse_overrides
+from mixkit.options import choices_of, help_line
+
+DESCRIPTION = (
+    "mixkit: mixed-sample learning (MixUp, CutMix, ResizeMix, FMix, RecursiveMix, KD with "
+    "data augmentation, semi-supervised segmentation). Every flag maps onto a config field; "
+    "--config FILE loads a YAML recipe and --set KEY=VALUE overrides any field."
+)
+# The TrainConfig fields ``mixkit show`` reads (it draws a grid of mixed samples, no training).
+SHOW_FIELDS = (
+    "dataset", "data_root", "aug", "alpha", "p", "mode", "switch_prob", "label_smoothing",
+    "cutout_length", "resizemix_scope", "rm_alpha", "rm_interpolation", "rm_per_sample",
+    "seed", "out", "grid_samples",
+)  # fmt: skip
+
+
+def plain_description(doc: str) -> str:
+    """The first paragraph of a module docstring as plain text (no RST literals)."""
+    first = doc.strip().split("\n\n")[0]
+    return " ".join(first.replace("``", "").split())
 
 
 def add_config_flags(
-    parser: argparse.ArgumentParser, cls: type, skip: set[str] = frozenset()
+    parser: argparse.ArgumentParser,
+    cls: type,
+    skip: Iterable[str] = (),
+    only: Iterable[str] | None = None,
 ) -> None:
-    """One flag per dataclass field; defaults are None so only given flags override."""
+    """One flag per field of the config dataclass ``cls`` (``only`` those, less ``skip``);
+    the help line is the field's ``option`` text, choices and default. Defaults are None so
+    only the flags given override the YAML and ``--set`` layers."""
+    keep = None if only is None else set(only)
     for f in dataclasses.fields(cls):
-        if f.name in skip:
+        if f.name in set(skip) or (keep is not None and f.name not in keep):
             continue
         flag = "--" + f.name.replace("_", "-")
+        kw: dict[str, Any] = {"dest": f.name, "default": None, "help": help_line(f)}
         default = f.default
         if isinstance(default, bool):
-            parser.add_argument(
-                flag,
-                dest=f.name,
-                default=None,
-                action=argparse.BooleanOptionalAction,
-                help=f"(default {default})",
-            )
+            kw["action"] = argparse.BooleanOptionalAction
         elif isinstance(default, tuple):
-            parser.add_argument(
-                flag,
-                dest=f.name,
-                default=None,
-                nargs=len(default),
-                type=type(default[0]),
-                help=f"(default {' '.join(map(str, default))})",
-            )
+            kw.update(nargs=len(default), type=type(default[0]))
         else:
-            kind = str if default is None else type(default)
-            parser.add_argument(
-                flag, dest=f.name, default=None, type=kind, help=f"(default {default})"
-            )
+            kw["type"] = str if default is None else type(default)
+            allowed = choices_of(f)
+            if allowed is not None:  # checked by the config: one error line, as for YAML
+                short = len(allowed) <= 8  # long lists are spelled out in the help line
+                kw["metavar"] = "{" + ",".join(map(str, allowed)) + "}" if short else f.name.upper()
+            if f.metadata.get("metavar"):
+                kw["metavar"] = f.metadata["metavar"]
+        parser.add_argument(flag, **kw)
 
 
 def add_common_flags(parser: argparse.ArgumentParser) -> None:
@@ -55,7 +72,7 @@ def add_common_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mixkit", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="mixkit", description=DESCRIPTION)
     parser.add_argument("--version", action="version", version=f"mixkit {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -64,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_common_flags(p_train)
 
     p_show = sub.add_parser("show", help="render a grid of mixed samples without training")
-    add_config_flags(p_show, TrainConfig)
+    add_config_flags(p_show, TrainConfig, only=SHOW_FIELDS)
     add_common_flags(p_show)
     p_show.add_argument("--output", default=None, help="PNG path (default OUT/mixed_samples.png)")
     p_train.set_defaults(func=_cmd_train)
@@ -136,6 +153,7 @@ def _cmd_show(args: argparse.Namespace) -> int:
 COMMAND_MODULES: list[str] = [
     "mixkit.recipes.experiment",
     "mixkit.recipes.semiseg",
+    "mixkit.recipes.semiseg_splits",
     "mixkit.recipes.distill",
     "mixkit.recipes.plot",
     "mixkit.recipes.bench",

@@ -9,68 +9,69 @@ from typing import Any, TypeVar
 
 import yaml
 
+from mixkit.options import check_device, check_options, option
+
 C = TypeVar("C")
+
+
+def _augments() -> list[str]:
+    from mixkit.augment import AUGMENTS
+
+    return sorted(set(AUGMENTS) - {"classmix"} | {"recursivemix"})
+
+
+def _datasets() -> tuple[str, ...]:
+    from mixkit.data import DATASETS
+
+    return DATASETS
 
 
 @dataclasses.dataclass
 class TrainConfig:
     """Classification training (``mixkit train``). Field names are the CLI flags."""
 
-    dataset: str = "mnist5k"
-    data_root: str | None = None
-    model: str = "smallcnn"
-    aug: str = "none"
-    alpha: float = 1.0
-    p: float = 1.0
-    mode: str = "elem"
-    switch_prob: float = 0.5
-    label_smoothing: float = 0.0
-    cutout_length: int = 8
-    resizemix_scope: tuple[float, float] = (0.1, 0.8)
-    rm_alpha: float = 0.5
-    rm_omega: float = 0.1
-    rm_interpolation: str = "nearest"
-    rm_per_sample: bool = False
-    crop_flip: bool = False
-    epochs: int = 12
-    batch_size: int = 128
-    lr: float = 0.1
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    warmup_epochs: float = 0.0
-    seed: int = 0
-    device: str = "cpu"
-    out: str = "runs/train"
-    progress: bool = True
-    grid_samples: int = 16
-    resume: bool = False  # continue from OUT/checkpoints/last.pt (mid-epoch included)
-    checkpoint_every: int = 0  # also checkpoint every N optimiser steps (0: epoch ends only)
-    sync_bn: bool = True  # under torchrun: BatchNorm statistics over the global batch
+    dataset: str = option("mnist5k", "training data (embedded or on disk)", choices=_datasets)
+    data_root: str | None = option(None, "folder of an on-disk dataset (cifar*, imagefolder)")
+    model: str = option("smallcnn", "network: a mixkit.models name or pkg.module:callable")
+    aug: str = option("none", "mixing augmentation", choices=_augments)
+    alpha: float = option(1.0, "Beta(alpha, alpha) concentration of the mixing ratio", above=0)
+    p: float = option(1.0, "probability that a batch is mixed", at_least=0, at_most=1)
+    mode: str = option(
+        "elem", "one mixing ratio per sample (elem) or per batch", choices=("elem", "batch")
+    )
+    switch_prob: float = option(0.5, "mixup_cutmix: probability of CutMix", at_least=0, at_most=1)
+    label_smoothing: float = option(0.0, "label smoothing of the targets", at_least=0, below=1)
+    cutout_length: int = option(8, "cutout: side of the erased square in pixels", at_least=1)
+    resizemix_scope: tuple[float, float] = option(
+        (0.1, 0.8), "resizemix: range of the pasted side as a fraction of the image side"
+    )
+    rm_alpha: float = option(0.5, "recursivemix: largest pasted area fraction", above=0, at_most=1)
+    rm_omega: float = option(0.1, "recursivemix: weight of the ROI consistency loss", at_least=0)
+    rm_interpolation: str = option(
+        "nearest", "recursivemix: resize of the history", choices=("nearest", "bilinear")
+    )
+    rm_per_sample: bool = option(False, "recursivemix: one pasted box per sample, not per batch")
+    crop_flip: bool = option(False, "random crop (pad 4) and horizontal flip before mixing")
+    epochs: int = option(12, "training epochs", at_least=1)
+    batch_size: int = option(128, "global batch size (split over torchrun ranks)", at_least=1)
+    lr: float = option(0.1, "peak SGD learning rate (cosine schedule)", above=0)
+    momentum: float = option(0.9, "SGD momentum", at_least=0, below=1)
+    weight_decay: float = option(5e-4, "SGD weight decay", at_least=0)
+    warmup_epochs: float = option(0.0, "linear learning-rate warm-up in epochs", at_least=0)
+    seed: int = option(0, "seed of every random draw (data order, init, mixing)")
+    device: str = option("cpu", "torch device to train on", check=check_device)
+    out: str = option("runs/train", "run folder (checkpoints, metrics, plots)")
+    progress: bool = option(True, "print a progress line per epoch")
+    grid_samples: int = option(16, "mixed samples drawn in mixed_samples.png (0: none)", at_least=0)
+    resume: bool = option(False, "continue from OUT/checkpoints/last.pt (mid-epoch included)")
+    checkpoint_every: int = option(
+        0, "also checkpoint every N optimiser steps (0: at epoch ends only)", at_least=0
+    )
+    sync_bn: bool = option(True, "under torchrun: BatchNorm statistics over the global batch")
 
     def __post_init__(self) -> None:
         # Checked here so a bad value fails before data loading, whatever the aug.
-        if not 0.0 <= self.p <= 1.0:
-            raise ValueError(f"p must be a probability in [0, 1], got {self.p!r}")
-        for name in ("alpha", "lr", "rm_alpha"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be a number > 0, got {getattr(self, name)!r}")
-        if self.checkpoint_every < 0:
-            raise ValueError(f"checkpoint_every must be an int >= 0, got {self.checkpoint_every!r}")
-        for name in ("epochs", "batch_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be an int >= 1, got {getattr(self, name)!r}")
-        if not 0.0 <= self.label_smoothing < 1.0:
-            raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing!r}")
-        if self.mode not in ("elem", "batch"):
-            raise ValueError(f"mode must be 'elem' or 'batch', got {self.mode!r}")
-        if self.rm_omega < 0:
-            raise ValueError(f"rm_omega must be >= 0, got {self.rm_omega!r}")
-        if self.rm_alpha > 1:
-            raise ValueError(f"rm_alpha is an area fraction in (0, 1], got {self.rm_alpha!r}")
-        if self.rm_interpolation not in ("nearest", "bilinear"):
-            raise ValueError(
-                f"rm_interpolation must be 'nearest' or 'bilinear', got {self.rm_interpolation!r}"
-            )
+        check_options(self)
 
 
 BUNDLED = Path(__file__).parent / "recipes"

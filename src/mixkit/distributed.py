@@ -26,6 +26,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -238,6 +239,24 @@ def state_digest(module: nn.Module) -> str:
         h.update(f"{name}:{t.dtype}:{tuple(t.shape)};".encode())
         h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
     return h.hexdigest()
+
+
+def finish_summary(
+    summary: dict[str, Any],
+    env: DistEnv,
+    start: float,
+    model: nn.Module,
+    teacher: nn.Module | None = None,
+) -> dict[str, Any]:
+    """Complete a run's ``summary`` in place: ``world_size``, ``train_time_s`` since ``start``
+    and, under torchrun, the SHA-256 per rank of ``model`` (and of a frozen ``teacher``)."""
+    summary["world_size"] = env.world_size
+    summary["train_time_s"] = round(time.time() - start, 2)
+    if env.distributed:  # every rank must end with the same bytes (SHA-256 per rank)
+        summary["weights_sha256"] = check_same_across_ranks(model, env)
+        if teacher is not None:
+            summary["teacher_sha256"] = check_same_across_ranks(teacher, env, "teacher")
+    return summary
 
 
 def check_same_across_ranks(module: nn.Module, env: DistEnv, name: str = "model") -> list[str]:

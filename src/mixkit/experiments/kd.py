@@ -29,93 +29,83 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
+from mixkit.experiments.common import (
+    ExperimentOutput,
+    add_experiment_parser,
+    docs_folder,
+    experiment_command,
+    int_list,
+    write_results,
+)
 from mixkit.experiments.kd_report import report
 from mixkit.experiments.markdown import replace_block, replace_section
+from mixkit.options import check_options, comma_list, option
 
 SECTION = "## 4. Knowledge distillation: T. stddev audit"
 DOC_START = "<!-- kd-experiment:start -->"
 DOC_END = "<!-- kd-experiment:end -->"
+BASE_AUGS = ("crop_flip", "crop", "none")  # as mixkit.methods.kd.config (kept import-light)
 ALL_SCHEMES = "identity,flip,crop_flip,cutout,autoaugment,mixup,cutmix,cutmix_pick_s,cutmix_pick_t"
 
 
+def _scheme_names() -> list[str]:
+    from mixkit.methods.kd.schemes import scheme_names
+
+    return scheme_names()
+
+
 @dataclasses.dataclass
-class KDExperimentConfig:
+class KDExperimentConfig(ExperimentOutput):
     """Budget of the replication (field names are the CLI flags)."""
 
-    dataset: str = "mnist5k"
-    teacher_model: str = "smallcnn"
-    teacher_epochs: int = 6
-    student: str = "tinycnn"
-    da: str = ALL_SCHEMES
-    seeds: str = "0,1,2"
-    train_subset: int = 300
-    student_epochs: int = 40
-    batch_size: int = 64
-    lr: float = 0.05
-    base_aug: str = "none"
-    crop_pad: int = 4
-    cutout_length: int = 8
-    per_batch: bool = False
-    audit_epochs: int = 3
-    group: int = 128
-    audit_subset: int = 0
-    audit_student: str = "identity"
-    jobs: int = 2
-    out: str = "runs/kd_experiment"
-    write_docs: bool = False
-    docs_dir: str = "docs"
-    benchmarks: str = "BENCHMARKS.md"
-    force: bool = False
+    dataset: str = option("mnist5k", "data of the teacher and the students")
+    teacher_model: str = option("smallcnn", "teacher network")
+    teacher_epochs: int = option(6, "teacher training epochs", at_least=1)
+    student: str = option("tinycnn", "student network")
+    da: str = option(ALL_SCHEMES, "DA schemes distilled with", choices=_scheme_names, listed=True)
+    seeds: str = option("0,1,2", "comma-separated student seeds", check=int_list("seeds"))
+    train_subset: int = option(300, "students see the first N training images", at_least=0)
+    student_epochs: int = option(40, "student training epochs", at_least=1)
+    batch_size: int = option(64, "batch size of teacher, students and audit", at_least=1)
+    lr: float = option(0.05, "students' peak learning rate", above=0)
+    base_aug: str = option(
+        "none", "augmentation of x itself", choices=("crop_flip", "crop", "none")
+    )
+    crop_pad: int = option(4, "crop schemes: zero padding", at_least=0)
+    cutout_length: int = option(8, "cutout: side of the erased square", at_least=1)
+    per_batch: bool = option(False, "one DA draw per batch (official behaviour)")
+    audit_epochs: int = option(3, "passes of the T. stddev audit", at_least=1)
+    group: int = option(128, "probability vectors per stddev group", at_least=2)
+    audit_subset: int = option(0, "audit on the first N training images (0: all)", at_least=0)
+    audit_student: str = option(
+        "identity", "scheme of the student whose checkpoint the audit reads", choices=_scheme_names
+    )
+    out: str = option("runs/kd_experiment", "folder of every run and the results")
 
     def __post_init__(self) -> None:
-        from mixkit.methods.kd.schemes import canonical_name
-
-        for name in self.schemes:
-            canonical_name(name)
-        if len(self.seed_list) < 1:
-            raise ValueError(f"seeds must list at least one int, got {self.seeds!r}")
-        if self.jobs < 1:
-            raise ValueError(f"jobs must be >= 1, got {self.jobs!r}")
+        check_options(self)
 
     @property
     def schemes(self) -> list[str]:
-        return [s.strip() for s in self.da.split(",") if s.strip()]
+        return comma_list(self.da)
 
     @property
     def seed_list(self) -> list[int]:
-        try:
-            return [int(s) for s in str(self.seeds).split(",") if s.strip()]
-        except ValueError:
-            raise ValueError(f"seeds must be comma-separated ints, got {self.seeds!r}") from None
+        return [int(s) for s in comma_list(self.seeds)]
 
 
 def add_experiment(sub: argparse._SubParsersAction) -> None:
-    from mixkit.cli import add_common_flags, add_config_flags
-
-    p = sub.add_parser(
-        "kd",
-        help="KD with DA: T. stddev vs student test loss over schemes x seeds",
-        description=__doc__.splitlines()[0],
-    )
-    add_config_flags(p, KDExperimentConfig)
-    add_common_flags(p)
-    p.set_defaults(func=_cmd)
+    help_text = "KD with DA: T. stddev vs student test loss over schemes x seeds"
+    add_experiment_parser(sub, "kd", help_text, __doc__, KDExperimentConfig, _cmd)
 
 
 def _cmd(args: argparse.Namespace) -> int:
     from mixkit.cli import config_from_args
 
     cfg = config_from_args(args, KDExperimentConfig)
-    res = run_experiment(cfg, command=_command(args))
+    res = run_experiment(cfg, command=experiment_command("kd", args, KDExperimentConfig))
     print(res["markdown"])
     return 0
-
-
-def _command(args: argparse.Namespace) -> str:
-    from mixkit.cli import given_flags
-
-    flags = given_flags(args, KDExperimentConfig)
-    return "OMP_NUM_THREADS=1 mixkit experiment kd " + " ".join(flags)
 
 
 def _distill_one(cfg_dict: dict[str, Any]) -> dict[str, Any]:
@@ -183,6 +173,12 @@ def _train_teacher(cfg: KDExperimentConfig, tdir: Path) -> tuple[dict[str, Any],
     return json.loads((tdir / "summary.json").read_text()), tdir / "checkpoints" / "last.pt"
 
 
+def _scheme_fields(cfg: KDExperimentConfig) -> dict[str, Any]:
+    """The scheme options the students and the audit share (``SchemeOptions`` fields)."""
+    names = ("base_aug", "crop_pad", "cutout_length", "per_batch")
+    return {k: getattr(cfg, k) for k in names}
+
+
 def _student_jobs(
     cfg: KDExperimentConfig, names: dict[str, str], teacher_ckpt: Path, students: Path
 ) -> list[dict[str, Any]]:
@@ -204,10 +200,7 @@ def _student_jobs(
                 eval_every=cfg.student_epochs,  # test loss of the last epoch only
                 batch_size=cfg.batch_size,
                 lr=cfg.lr,
-                base_aug=cfg.base_aug,
-                crop_pad=cfg.crop_pad,
-                cutout_length=cfg.cutout_length,
-                per_batch=cfg.per_batch,
+                **_scheme_fields(cfg),
                 seed=seed,
                 out=str(run_dir),
                 progress=False,
@@ -244,10 +237,7 @@ def _audit(
         students=str(out / "students"),
         epochs=cfg.audit_epochs,
         group=cfg.group,
-        base_aug=cfg.base_aug,
-        crop_pad=cfg.crop_pad,
-        cutout_length=cfg.cutout_length,
-        per_batch=cfg.per_batch,
+        **_scheme_fields(cfg),
         train_subset=cfg.audit_subset,
         jobs=cfg.jobs,
         out=str(out / "audit"),
@@ -283,22 +273,11 @@ def _write_results(
 ) -> None:
     """``OUT/results.md`` and ``results.json``; with ``write_docs`` also the result block of
     ``docs/kd.md``, the scatter plot and the BENCHMARKS.md section."""
-    from mixkit.train import write_json
-
-    (out / "results.md").write_text(md + "\n")
-    write_json(
-        {
-            "rows": rows,
-            "correlation": res.get("correlation"),
-            "teacher": teacher,
-            "time_s": round(total, 1),
-        },
-        out / "results.json",
-    )
+    numbers = {"rows": rows, "correlation": res.get("correlation"), "teacher": teacher}
+    write_results(out, md, {**numbers, "time_s": round(total, 1)})
     if not cfg.write_docs:
         return
-    docs = Path(cfg.docs_dir)
-    docs.mkdir(parents=True, exist_ok=True)
+    docs = docs_folder(cfg.docs_dir)
     if "scatter" in res:
         shutil.copyfile(res["scatter"], docs / "kd_tstddev_scatter.png")
     body = md.replace("SCATTER", "kd_tstddev_scatter.png")

@@ -39,14 +39,28 @@ DATASETS = ("mnist5k", "digits")
 
 
 def add_experiment(sub: argparse._SubParsersAction) -> None:
+    from mixkit.cli import plain_description
+
     p = sub.add_parser(
         "rm",
         help="RecursiveMix vs baseline/MixUp/CutMix over seeds (table + plot)",
-        description=__doc__.splitlines()[0],
+        description=plain_description(__doc__),
     )
-    p.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=DATASETS)
-    p.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
-    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    p.add_argument(
+        "--datasets",
+        nargs="+",
+        default=list(DATASETS),
+        choices=DATASETS,
+        help=f"embedded datasets to run on; default {' '.join(DATASETS)}",
+    )
+    p.add_argument(
+        "--methods",
+        nargs="+",
+        default=list(METHODS),
+        choices=list(METHODS),
+        help=f"methods compared; default {' '.join(METHODS)}",
+    )
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="seeds; default 0 1 2")
     p.add_argument(
         "--epochs",
         nargs="+",
@@ -55,19 +69,32 @@ def add_experiment(sub: argparse._SubParsersAction) -> None:
         help="epoch budget: one N for all datasets or DATASET=N pairs "
         f"(default {' '.join(f'{k}={v}' for k, v in DEFAULT_EPOCHS.items())})",
     )
-    p.add_argument("--model", default="smallcnn")
-    p.add_argument("--alpha", type=float, default=1.0, help="MixUp/CutMix Beta(alpha, alpha)")
-    p.add_argument("--mode", default="batch", choices=("batch", "elem"), help="MixUp/CutMix λ")
-    p.add_argument("--rm-alpha", type=float, default=0.5)
-    p.add_argument("--rm-omega", type=float, default=0.1)
-    p.add_argument("--jobs", type=int, default=1, help="runs in parallel (processes)")
-    p.add_argument("--threads", type=int, default=1, help="torch threads per run")
-    p.add_argument("--out", default="runs/rm_experiment", help="run directories")
-    p.add_argument("--docs-dir", default="docs", help="where the table and plot go")
+    p.add_argument("--model", default="smallcnn", help="network of every run; default smallcnn")
+    p.add_argument(
+        "--alpha", type=float, default=1.0, help="MixUp/CutMix Beta(alpha, alpha); default 1.0"
+    )
+    p.add_argument(
+        "--mode",
+        default="batch",
+        choices=("batch", "elem"),
+        help="MixUp/CutMix: one λ per batch or per sample; default batch",
+    )
+    p.add_argument(
+        "--rm-alpha", type=float, default=0.5, help="RecursiveMix largest area; default 0.5"
+    )
+    p.add_argument(
+        "--rm-omega", type=float, default=0.1, help="RecursiveMix ROI loss weight; default 0.1"
+    )
+    p.add_argument("--jobs", type=int, default=1, help="runs in parallel processes; default 1")
+    p.add_argument("--threads", type=int, default=1, help="torch threads per run; default 1")
+    p.add_argument(
+        "--out", default="runs/rm_experiment", help="run folders; default runs/rm_experiment"
+    )
+    p.add_argument("--docs-dir", default="docs", help="where the table and plot go; default docs")
     p.add_argument(
         "--benchmarks",
         default="BENCHMARKS.md",
-        help="file whose section 3 is rewritten ('' = skip)",
+        help="file whose section 3 is rewritten ('' = skip); default BENCHMARKS.md",
     )
     p.add_argument("--force", action="store_true", help="retrain runs that already finished")
     p.set_defaults(func=run_experiment)

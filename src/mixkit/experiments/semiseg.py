@@ -20,78 +20,67 @@ import argparse
 import dataclasses
 import json
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
+from mixkit.experiments.common import (
+    ExperimentOutput,
+    add_experiment_parser,
+    docs_folder,
+    experiment_command,
+    int_list,
+    write_results,
+)
 from mixkit.experiments.markdown import replace_section
 from mixkit.experiments.semiseg_report import items, report
+from mixkit.options import check_options, option
 
 SECTION = "## 5. Semi-supervised segmentation"
 
 
+def _choices(name: str) -> Callable[[], tuple[str, ...]]:
+    def get() -> tuple[str, ...]:
+        from mixkit.methods.semiseg import config, data, mix
+
+        return {"methods": config.METHODS, "splits": data.FRACTIONS, "mixes": mix.MIXERS}[name]
+
+    return get
+
+
 @dataclasses.dataclass
-class SemisegExperimentConfig:
+class SemisegExperimentConfig(ExperimentOutput):
     """Budget of the replication (field names are the CLI flags)."""
 
-    methods: str = "sup,mt,psmt,dualteacher"
-    splits: str = "1/16,1/4"
-    seeds: str = "0,1,2"
-    mixes: str = "cutmix,classmix,multibox,fmix"
-    epochs: int = 8
-    iters_per_epoch: int = 50
-    pretrain_steps: int = 600
-    probe_epochs: int = 24
-    jobs: int = 2
-    out: str = "runs/experiment_semiseg"
-    write_docs: bool = False
-    docs_dir: str = "docs"
-    benchmarks: str = "BENCHMARKS.md"
-    force: bool = False
+    methods: str = option(
+        "sup,mt,psmt,dualteacher", "methods compared", choices=_choices("methods"), listed=True
+    )
+    splits: str = option("1/16,1/4", "labeled fractions", choices=_choices("splits"), listed=True)
+    seeds: str = option("0,1,2", "comma-separated run seeds", check=int_list("seeds"))
+    mixes: str = option(
+        "cutmix,classmix,multibox,fmix", "mixers compared", choices=_choices("mixes"), listed=True
+    )
+    epochs: int = option(8, "epochs of every run", at_least=1)
+    iters_per_epoch: int = option(50, "student updates per epoch", at_least=1)
+    pretrain_steps: int = option(600, "encoder pretraining steps", at_least=0)
+    probe_epochs: int = option(24, "epochs of the teacher-student distance probe", at_least=0)
+    out: str = option("runs/experiment_semiseg", "folder of every run and the results")
 
     def __post_init__(self) -> None:
-        from mixkit.methods.semiseg.config import METHODS
-        from mixkit.methods.semiseg.data import FRACTIONS
-        from mixkit.methods.semiseg.mix import MIXERS
-
-        for name, allowed in (("methods", METHODS), ("splits", FRACTIONS), ("mixes", MIXERS)):
-            listed = items(getattr(self, name))
-            bad = [x for x in listed if x not in allowed]
-            if bad or not listed:
-                raise ValueError(
-                    f"{name} must list values from {list(allowed)}, got {bad or listed}"
-                )
-        try:
-            seeds = [int(s) for s in items(self.seeds)]
-        except ValueError:
-            raise ValueError(f"seeds must be comma-separated ints, got {self.seeds!r}") from None
-        if not seeds:
-            raise ValueError("seeds must list at least one int")
-        if self.probe_epochs < 0:
-            raise ValueError(f"probe_epochs must be >= 0, got {self.probe_epochs!r}")
-        for name in ("epochs", "iters_per_epoch", "jobs"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
+        check_options(self)
 
 
 def add_experiment(sub: argparse._SubParsersAction) -> None:
-    from mixkit.cli import add_common_flags, add_config_flags
-
-    p = sub.add_parser(
-        "semiseg",
-        help="semi-supervised segmentation: sup / MT / PS-MT / Dual Teacher x splits x seeds",
-        description=__doc__.splitlines()[0],
-    )
-    add_config_flags(p, SemisegExperimentConfig)
-    add_common_flags(p)
+    help_text = "semi-supervised segmentation: sup / MT / PS-MT / Dual Teacher x splits x seeds"
+    p = add_experiment_parser(sub, "semiseg", help_text, __doc__, SemisegExperimentConfig, _cmd)
     p.add_argument(
         "--run-set",
         action="append",
         metavar="KEY=VALUE",
         help="override a SemisegConfig key in every run (e.g. width=8)",
     )
-    p.set_defaults(func=_cmd)
 
 
 def _cmd(args: argparse.Namespace) -> int:
@@ -106,11 +95,8 @@ def _cmd(args: argparse.Namespace) -> int:
 
 
 def _command(args: argparse.Namespace) -> str:
-    from mixkit.cli import given_flags
-
-    flags = given_flags(args, SemisegExperimentConfig)
-    flags += [f"--run-set {kv}" for kv in args.run_set or []]
-    return "OMP_NUM_THREADS=1 mixkit experiment semiseg " + " ".join(flags)
+    run_sets = [f"--run-set {kv}" for kv in args.run_set or []]
+    return experiment_command("semiseg", args, SemisegExperimentConfig, run_sets)
 
 
 def _run_one(cfg_dict: dict[str, Any]) -> dict[str, Any]:
@@ -279,13 +265,10 @@ def _write_outputs(
     """``OUT/results.md`` and ``results.json``; with ``write_docs`` also the distance
     figure, ``docs/semiseg.md`` and the BENCHMARKS.md section."""
     from mixkit.experiments.semiseg_docs import save_distance_figure, write_doc_page
-    from mixkit.train import write_json
 
-    (out / "results.md").write_text(result["markdown"] + "\n")
-    write_json(result["data"], out / "results.json")
+    write_results(out, result["markdown"], result["data"])
     if cfg.write_docs:
-        docs = Path(cfg.docs_dir)
-        docs.mkdir(parents=True, exist_ok=True)
+        docs = docs_folder(cfg.docs_dir)
         save_distance_figure(plan, summaries, cfg, docs / "semiseg_distance.png")
         write_doc_page(result["markdown"], docs / "semiseg.md")
         replace_section(cfg.benchmarks, SECTION, result["benchmarks"])

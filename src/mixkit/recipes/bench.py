@@ -24,25 +24,35 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         nargs="+",
         default=list(bench.SIZES),
         choices=list(bench.SIZES),
-        help="batches to time (default all)",
+        help="batches to time; default all",
     )
     p.add_argument(
         "--ops",
         nargs="+",
         default=list(bench.OPS),
         choices=list(bench.OPS),
-        help="ops to time (default all)",
+        help="ops to time; default all",
     )
-    p.add_argument("--threads", type=int, default=1, help="torch threads, set explicitly (1)")
+    p.add_argument(
+        "--threads", type=int, default=1, help="torch threads, set explicitly; default 1"
+    )
     p.add_argument(
         "--device",
         default="cpu",
         choices=["cpu", "cuda"],
-        help="cpu (default) or cuda (GB/s next to a device-to-device copy_)",
+        help="cpu or cuda (GB/s next to a device-to-device copy_); default cpu",
     )
-    p.add_argument("--rounds", type=int, default=3, help="interleaved rounds (median; 3)")
     p.add_argument(
-        "--min-time", type=float, default=0.2, help="seconds per measurement (blocked_autorange)"
+        "--rounds",
+        type=int,
+        default=3,
+        help="interleaved rounds, the median is reported; default 3",
+    )
+    p.add_argument(
+        "--min-time",
+        type=float,
+        default=0.2,
+        help="seconds per measurement (blocked_autorange); default 0.2",
     )
     p.add_argument(
         "--no-peers", dest="peers", action="store_false", help="skip timm, torchvision, kornia"
@@ -53,9 +63,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--timer",
         default="wall",
         choices=bench.TIMERS,
-        help="wall clock (default) or process CPU time (a loaded shared machine)",
+        help="wall clock or process CPU time (for a loaded shared machine); default wall",
     )
-    p.add_argument("--seed", type=int, default=0, help="seed of the input batches (0)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the input batches; default 0")
     p.set_defaults(func=_cmd_bench)
 
 

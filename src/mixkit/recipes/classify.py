@@ -379,11 +379,8 @@ def _finish(r: _Run) -> dict[str, Any]:
         "dataset": cfg.dataset,
         "model": cfg.model,
         "seed": cfg.seed,
-        "world_size": env.world_size,
-        "train_time_s": round(time.time() - r.start, 2),
     }
-    if env.distributed:  # every rank must end with the same bytes (SHA-256 per rank)
-        summary["weights_sha256"] = distributed.check_same_across_ranks(r.model, env)
+    distributed.finish_summary(summary, env, r.start, r.model)
     if env.is_main:
         write_json(summary, r.out / "summary.json")
         if cfg.grid_samples > 0:

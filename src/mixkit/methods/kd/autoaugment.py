@@ -20,6 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from mixkit.ops.checks import check_unit_interval
+
 # (op, probability, magnitude bin or None) pairs; torchvision AutoAugmentPolicy.CIFAR10.
 CIFAR10_POLICY: tuple[tuple[tuple[str, float, int | None], ...], ...] = (
     (("Invert", 0.1, None), ("Contrast", 0.2, 6)),
@@ -246,12 +248,24 @@ OPS = {
 _OP_NAMES = tuple(OPS)
 
 
-def _check(images: Tensor) -> None:
+def check_pixel_batch(images: Tensor, kind: str = "tensor") -> None:
+    """Raise ValueError unless ``images`` is a (B, C, H, W) uint8 or float tensor (``kind``
+    names it in the message)."""
     if not isinstance(images, Tensor) or images.ndim != 4:
         got = tuple(images.shape) if isinstance(images, Tensor) else type(images).__name__
-        raise ValueError(f"images must be a (B, C, H, W) tensor, got {got}")
+        raise ValueError(f"images must be a (B, C, H, W) {kind}, got {got}")
     if not (images.dtype == torch.uint8 or images.is_floating_point()):
         raise ValueError(f"images must be uint8 or float in [0, 1], got {images.dtype}")
+
+
+def check_pixel_range(images: Tensor) -> None:
+    """ValueError for float images outside [0, 1] (normalised inputs would be clamped to
+    [0, 1] silently). CPU: checked now; other devices: ``torch._assert_async`` (no sync)."""
+    check_unit_interval(
+        images,
+        "images: float images must be unnormalised pixels in [0, 1] (AutoAugment works on "
+        "pixel levels; normalise after augmenting, or pass uint8)",
+    )
 
 
 def _to_levels(images: Tensor) -> Tensor:
@@ -265,7 +279,8 @@ def _from_levels(x: Tensor, like: Tensor) -> Tensor:
 
 def apply_op(images: Tensor, op: str, magnitude: float | Tensor) -> Tensor:
     """Apply one op with a (signed) magnitude (scalar or (B,)) to every sample. Keeps dtype."""
-    _check(images)
+    check_pixel_batch(images)
+    check_pixel_range(images)
     if op not in OPS:
         raise ValueError(f"op must be one of {sorted(OPS)}, got {op!r}")
     m = torch.as_tensor(magnitude, dtype=torch.float32, device=images.device)
@@ -285,7 +300,8 @@ def autoaugment(
     signs per sample, or once for the batch when ``per_batch``. Returns a new tensor of the
     input's dtype; samples whose ops were all skipped are returned unchanged (bit-exact).
     """
-    _check(images)
+    check_pixel_batch(images)
+    check_pixel_range(images)
     if policy not in POLICIES:
         raise ValueError(f"policy must be one of {sorted(POLICIES)}, got {policy!r}")
     table = POLICIES[policy]

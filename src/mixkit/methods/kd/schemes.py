@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mixkit import augment, data
-from mixkit.methods.kd.autoaugment import POLICIES, autoaugment
+from mixkit.methods.kd.autoaugment import POLICIES, autoaugment, check_pixel_batch
 
 CRITERIA = ("teacher_entropy", "student_entropy", "kld")
 
@@ -45,14 +45,6 @@ class SchemeContext:
         return (images.float() - m) / s
 
 
-def _check_images(images: Tensor) -> None:
-    if not isinstance(images, Tensor) or images.ndim != 4:
-        got = tuple(images.shape) if isinstance(images, Tensor) else type(images).__name__
-        raise ValueError(f"images must be a (B, C, H, W) pixel tensor, got {got}")
-    if not (images.dtype == torch.uint8 or images.is_floating_point()):
-        raise ValueError(f"images must be uint8 or float in [0, 1], got {images.dtype}")
-
-
 class Scheme:
     """Base class. ``needs``: the models the scheme reads from the context."""
 
@@ -65,7 +57,7 @@ class Scheme:
         generator: torch.Generator | None = None,
         ctx: SchemeContext | None = None,
     ) -> Tensor:
-        _check_images(images)
+        check_pixel_batch(images, "pixel tensor")
         for model in self.needs:
             if ctx is None or getattr(ctx, model) is None:
                 raise ValueError(f"DA scheme {self.name!r} needs a {model} in the SchemeContext")
@@ -153,13 +145,14 @@ class AutoAugmentScheme(Scheme):
         return autoaugment(images, generator, self.policy, self.per_batch)
 
 
-class MixUpScheme(Scheme):
-    """MixUp of x with a partner, λ ~ Beta(alpha, alpha) (official: alpha 1, one λ per batch)."""
+class _PartnerMixScheme(Scheme):
+    """x mixed with a partner of its batch by the ``mixkit.augment`` class ``mixer``,
+    λ ~ Beta(alpha, alpha); ``per_batch``: one draw for the whole batch."""
 
-    name = "mixup"
+    mixer: type[augment.MixTransform]
 
     def __init__(self, alpha: float = 1.0, per_batch: bool = False) -> None:
-        self._mix = augment.MixUp(alpha, mode="batch" if per_batch else "elem")
+        self._mix = self.mixer(alpha, mode="batch" if per_batch else "elem")
         self.alpha = alpha
         self.per_batch = bool(per_batch)
 
@@ -167,19 +160,19 @@ class MixUpScheme(Scheme):
         return self._mix(images, generator=generator)
 
 
-class CutMixScheme(Scheme):
+class MixUpScheme(_PartnerMixScheme):
+    """MixUp of x with a partner, λ ~ Beta(alpha, alpha) (official: alpha 1, one λ per batch)."""
+
+    name = "mixup"
+    mixer = augment.MixUp
+
+
+class CutMixScheme(_PartnerMixScheme):
     """CutMix of x, λ ~ Beta(alpha, alpha), clipped box with uniform centre, partner from a
     random cycle (no self-pairs, like the official derangement); official: one box per batch."""
 
     name = "cutmix"
-
-    def __init__(self, alpha: float = 1.0, per_batch: bool = False) -> None:
-        self._mix = augment.CutMix(alpha, mode="batch" if per_batch else "elem")
-        self.alpha = alpha
-        self.per_batch = bool(per_batch)
-
-    def _apply(self, images, generator, ctx) -> Tensor:
-        return self._mix(images, generator=generator)
+    mixer = augment.CutMix
 
 
 def entropy(logits: Tensor) -> Tensor:
@@ -324,6 +317,11 @@ _DEFAULTS = {
     "pool_factor": 2,
     "pick_criterion": "teacher_entropy",
 }
+
+
+def scheme_names() -> list[str]:
+    """Every name ``canonical_name`` accepts: the registry names, then the aliases."""
+    return sorted(SCHEMES) + sorted(_ALIASES)
 
 
 def canonical_name(name: str) -> str:

@@ -364,14 +364,8 @@ class _Distillation:
             "train_size": len(self.train_split),
             "epochs": cfg.epochs,
             "seed": cfg.seed,
-            "world_size": env.world_size,
-            "train_time_s": round(time.time() - self.start, 2),
         }
-        if env.distributed:  # every rank must end with the same bytes (SHA-256 per rank)
-            summary["weights_sha256"] = distributed.check_same_across_ranks(self.student, env)
-            summary["teacher_sha256"] = distributed.check_same_across_ranks(
-                self.teacher, env, "teacher"
-            )
+        distributed.finish_summary(summary, env, self.start, self.student, self.teacher)
         if self.main:
             write_json(summary, self.out / "summary.json")
         return summary
