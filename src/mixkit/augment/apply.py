@@ -30,6 +30,31 @@ class BoxBatch(NamedTuple):
 
 
 Kernel = Callable[..., Tensor]
+
+
+def keep_type(out: Tensor, like: Tensor) -> Tensor:
+    """``out`` as the tensor subclass of ``like`` (e.g. torchvision ``tv_tensors.Image`` /
+    ``Video`` / ``Mask`` / ``BoundingBoxes``), same shape and dtype as ``out``; plain
+    tensors pass through. torchvision's own types go through ``tv_tensors.wrap(out,
+    like=like)`` (torchvision ``tv_tensors/__init__.py::wrap``, imported only then); any
+    other subclass through ``out.as_subclass`` with ``like``'s attributes (its metadata, as
+    ``wrap`` copies a box format and canvas size)."""
+    cls = type(like)
+    if cls is Tensor or type(out) is cls or not isinstance(like, Tensor):
+        return out
+    if cls.__module__.startswith("torchvision."):
+        try:
+            from torchvision import tv_tensors
+        except ImportError:  # a pickled tv_tensor without torchvision: the fallback below
+            pass
+        else:
+            if isinstance(like, tv_tensors.TVTensor):
+                return tv_tensors.wrap(out, like=like)
+    wrapped = out.as_subclass(cls)
+    wrapped.__dict__.update(getattr(like, "__dict__", {}))
+    return wrapped
+
+
 _BOX_KINDS = (int(Kind.CROP), int(Kind.RESIZE), int(Kind.FILL))
 _REGION_KINDS = frozenset((*_BOX_KINDS, int(Kind.MASK)))
 

@@ -16,9 +16,11 @@ from mixkit.augment.apply import (
     apply_images,
     apply_masks,
     apply_targets,
+    keep_type,
     mix_tensors,
 )
 from mixkit.augment.params import Kind, MixParams
+from mixkit.augment.settings import settings_repr
 from mixkit.ops import checks
 
 MODES = ("batch", "elem")
@@ -128,6 +130,13 @@ class MixTransform(torch.nn.Module):
         check_finite: ``apply`` raises ValueError for float CPU images/masks holding NaN
             or Inf (one extra read of the batch); not checked on other devices (that would
             need a host read of device data); False mixes them as given.
+        check_layout: images (B, C, H, W) with more than 4 channels but a last dim of 1, 3
+            or 4 are a channels-last batch read the wrong way: ValueError suggesting
+            ``images.permute(0, 3, 1, 2)``. Set False for real many-channel images with a
+            tiny width. A shape check only; masks and probability maps are never checked.
+
+    Outputs keep the tensor subclass of the inputs (torchvision ``tv_tensors.Image``,
+    ``Mask``, ...). ``repr`` lists every argument that differs from its default.
     """
 
     def __init__(
@@ -143,6 +152,7 @@ class MixTransform(torch.nn.Module):
         min_visibility: float = 0.25,
         generator: torch.Generator | int | None = None,
         check_finite: bool = True,
+        check_layout: bool = True,
     ) -> None:
         super().__init__()
         if isinstance(p, bool) or not isinstance(p, int | float) or not 0.0 <= p <= 1.0:
@@ -163,12 +173,13 @@ class MixTransform(torch.nn.Module):
         self.mode = mode
         self.num_classes = num_classes
         self.label_smoothing = float(label_smoothing)
-        self.multilabel = multilabel
+        self.multilabel = bool(multilabel)
         self.pairing = pairing
         self.ignore_index = ignore_index
         self.min_visibility = float(min_visibility)
         self.generator = make_generator(generator)
         self.check_finite = bool(check_finite)
+        self.check_layout = bool(check_layout)
         self.last_params: MixParams | None = None
         self._kernel: Kernel = mix_tensors  # mixkit.compile swaps in the compiled kernel
 
@@ -257,9 +268,10 @@ class MixTransform(torch.nn.Module):
         mixed_images = None
         if images is not None:
             source = self._source(params, images)
-            mixed_images = apply_images(
+            mixed = apply_images(
                 params, images, out=out, inplace=inplace, kernel=kernel, source=source
             )
+            mixed_images = keep_type(mixed, images)
         mixed_labels = None
         if labels is not None:
             mixed_labels = self._mix_targets(params, self._as_targets(labels, images))
@@ -272,6 +284,7 @@ class MixTransform(torch.nn.Module):
                     f"({type(self).__name__}); pass (B, K, H, W) float probability maps instead"
                 )
             mixed_masks = apply_masks(params, masks, self.ignore_index, kernel=kernel)
+            mixed_masks = keep_type(mixed_masks, masks)
         mixed_boxes = None
         if boxes is not None:
             mixed_boxes = apply_boxes(params, BoxBatch(*boxes), self.min_visibility)
@@ -290,9 +303,10 @@ class MixTransform(torch.nn.Module):
         """Called by ``forward`` with its result (RecursiveMix stores it as the history)."""
 
     def _check_inputs(self, params: MixParams, **tensors: Tensor | None) -> None:
-        """Each given tensor has the params' batch size; float CPU images/masks are finite
-        (unless ``check_finite=False``; not checked on other devices, where reading the
-        result would need a sync). Raises ValueError naming the argument."""
+        """Each given tensor has the params' batch size; images are channels first (unless
+        ``check_layout=False``); float CPU images/masks are finite (unless
+        ``check_finite=False``; not checked on other devices, where reading the result would
+        need a sync). Raises ValueError naming the argument."""
         b = params.batch_size
         for name, t in tensors.items():
             if t is None:
@@ -300,8 +314,15 @@ class MixTransform(torch.nn.Module):
             if not isinstance(t, Tensor) or t.ndim == 0 or t.shape[0] != b:
                 got = tuple(t.shape) if isinstance(t, Tensor) else type(t).__name__
                 raise ValueError(f"{name} must have batch size {b} to match the params, got {got}")
+            if name == "images":
+                self._check_layout(t)
             if self.check_finite and name != "labels":
                 checks.check_finite(t, name)
+
+    def _check_layout(self, images: Tensor) -> None:
+        """The channels-last guard on images (B, C, H, W): shape only, masks never."""
+        if self.check_layout and images.ndim == 4:
+            checks.check_channels_first(images.shape, "images")
 
     def _as_targets(self, labels: Tensor, images: Tensor | None) -> Tensor:
         """Labels ((B,) ids or (B, K)) as (B, K) float targets (smoothed), on the images'
@@ -334,6 +355,7 @@ class MixTransform(torch.nn.Module):
             raise ValueError(f"images must be a tensor of shape (B, C, H, W), got {got}")
         if images.shape[0] == 0:
             raise ValueError(f"images must hold at least one sample, got {tuple(images.shape)}")
+        self._check_layout(images)  # before the draw: a refused batch consumes no randomness
         if params is None:
             params = self.draw(images.shape, generator, **self._context(labels, masks))
         self.last_params = params
@@ -351,4 +373,5 @@ class MixTransform(torch.nn.Module):
         return {}
 
     def extra_repr(self) -> str:
-        return f"p={self.p}, mode={self.mode!r}, num_classes={self.num_classes}"
+        """Every constructor argument that differs from its default (``settings_repr``)."""
+        return settings_repr(self)

@@ -22,14 +22,12 @@ AUGMENTS: dict[str, type[MixTransform] | None] = {
 
 
 def accepted_args(name: str) -> set[str]:
-    """Constructor keyword names the mixer ``name`` accepts (its own and MixTransform's)."""
+    """Constructor keyword names the mixer ``name`` accepts (its explicit signature, which
+    repeats every ``MixTransform`` argument)."""
     cls = _lookup(name)
     if cls is None:
         return set()
-    names = set(inspect.signature(cls.__init__).parameters) | set(
-        inspect.signature(MixTransform.__init__).parameters
-    )
-    return names - {"self", "kwargs"}
+    return set(inspect.signature(cls).parameters)
 
 
 def _lookup(name: str) -> type[MixTransform] | None:

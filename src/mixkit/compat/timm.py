@@ -16,9 +16,11 @@ import torch
 from torch import Tensor
 
 from mixkit import ops
-from mixkit.augment.apply import apply_images
+from mixkit.augment.apply import apply_images, keep_type
 from mixkit.augment.base import batch_hw, make_generator
 from mixkit.augment.params import Kind, MixParams
+from mixkit.augment.settings import settings_repr
+from mixkit.ops import checks
 
 TIMM_MODES = ("batch", "pair", "elem")
 
@@ -86,10 +88,15 @@ class TimmMixup:
             (see ``mixkit.ops.sample_pairing``); ``mode="pair"`` needs ``"flip"``.
         generator: CPU ``torch.Generator`` or int seed; None uses torch's global RNG
             (timm uses numpy's global RNG).
+        check_layout: ValueError for a channels-last x (see ``MixTransform``); False for
+            real many-channel inputs.
 
     Attributes:
-        mixup_enabled: set False to stop mixing (timm's ``--mixup-off-epoch``); targets are
-            then only smoothed.
+        mixup_enabled: set False to stop mixing (timm ``train.py``'s ``--mixup-off-epoch``
+            sets ``mixup_fn.mixup_enabled = False``); targets are then only smoothed. Held
+            in shared memory, so the switch also reaches DataLoader workers (persistent
+            ones included) that run this mixer in a ``collate_fn`` such as ``MixCollate``,
+            from their next batch on.
         last_params: the ``MixParams`` of the last call (replay with ``params=``).
     """
 
@@ -109,6 +116,7 @@ class TimmMixup:
         inplace: bool = False,
         pairing: str = "flip",
         generator: torch.Generator | int | None = None,
+        check_layout: bool = True,
     ) -> None:
         self.mixup_alpha = _check_number(mixup_alpha, "mixup_alpha", 0.0)
         self.cutmix_alpha = _check_number(cutmix_alpha, "cutmix_alpha", 0.0)
@@ -142,8 +150,19 @@ class TimmMixup:
         self.inplace = bool(inplace)
         self.pairing = pairing
         self.generator = make_generator(generator)
-        self.mixup_enabled = True
+        self.check_layout = bool(check_layout)
+        # one bool in shared memory: workers holding a copy of this mixer read the switch
+        self._enabled = torch.ones(1, dtype=torch.bool).share_memory_()
         self.last_params: MixParams | None = None
+
+    @property
+    def mixup_enabled(self) -> bool:
+        """Whether calls mix (False: timm's ``--mixup-off-epoch`` state, smoothing only)."""
+        return bool(self._enabled[0])
+
+    @mixup_enabled.setter
+    def mixup_enabled(self, value: bool) -> None:
+        self._enabled[0] = bool(value)
 
     # ----------------------------------------------------------------- random draw
     def _draw_units(self, n: int, h: int, w: int, gen: torch.Generator | None) -> tuple:
@@ -229,9 +248,11 @@ class TimmMixup:
         if not isinstance(target, Tensor) or target.ndim == 0 or target.shape[0] != x.shape[0]:
             got = tuple(target.shape) if isinstance(target, Tensor) else type(target).__name__
             raise ValueError(f"target must have batch size {x.shape[0]} like x, got {got}")
+        if self.check_layout:
+            checks.check_channels_first(x.shape, "x")
         mixed = apply_images(params, x, out=x if self.inplace else None)
         soft = ops.mix_targets(self.targets(target), params.label_lam, params.perm)
-        return mixed, soft
+        return keep_type(mixed, x), soft
 
     def __call__(
         self,
@@ -245,15 +266,16 @@ class TimmMixup:
         if not isinstance(x, Tensor) or x.ndim != 4 or x.shape[0] == 0:
             got = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
             raise ValueError(f"x must be a non-empty tensor of shape (B, C, H, W), got {got}")
+        if self.check_layout:  # before the draw: a refused batch consumes no randomness
+            checks.check_channels_first(x.shape, "x")
         if params is None:
             params = self.draw(x.shape, generator)
         self.last_params = params
         return self.apply(params, x, target)
 
     def __repr__(self) -> str:
-        return (
-            f"TimmMixup(mixup_alpha={self.mixup_alpha}, cutmix_alpha={self.cutmix_alpha}, "
-            f"cutmix_minmax={self.cutmix_minmax}, prob={self.mix_prob}, "
-            f"switch_prob={self.switch_prob}, mode={self.mode!r}, correct_lam={self.correct_lam}, "
-            f"label_smoothing={self.label_smoothing}, num_classes={self.num_classes})"
-        )
+        """Every argument that differs from timm's default, and ``mixup_enabled=False``."""
+        shown = settings_repr(self, {"prob": "mix_prob"})
+        if not self.mixup_enabled:
+            shown = f"{shown}, mixup_enabled=False" if shown else "mixup_enabled=False"
+        return f"TimmMixup({shown})"

@@ -73,3 +73,29 @@ def resize_boxes_into(boxes: Tensor, source_size: tuple[int, int], region: Tenso
         ],
         dim=-1,
     )
+
+
+BOX_FORMATS = ("xyxy", "xywh", "cxcywh")
+
+
+def convert_boxes(boxes: Tensor, source: str, target: str) -> Tensor:
+    """(..., 4) boxes from the ``source`` to the ``target`` format, each one of
+    ``BOX_FORMATS`` (torchvision's ``BoundingBoxFormat`` names): ``xyxy`` corners, ``xywh``
+    top-left corner and size, ``cxcywh`` centre and size. Returns a new (..., 4) float tensor
+    (float32 for integer input)."""
+    for name, fmt in (("source", source), ("target", target)):
+        if fmt not in BOX_FORMATS:
+            raise ValueError(f"{name} box format must be one of {BOX_FORMATS}, got {fmt!r}")
+    b = boxes if boxes.is_floating_point() else boxes.float()
+    head, tail = b[..., :2], b[..., 2:]
+    if source == "xywh":
+        lo, hi = head, head + tail
+    elif source == "cxcywh":
+        lo, hi = head - tail / 2, head + tail / 2
+    else:
+        lo, hi = head, tail
+    if target == "xyxy":
+        return torch.cat([lo, hi], -1)
+    if target == "xywh":
+        return torch.cat([lo, hi - lo], -1)
+    return torch.cat([(lo + hi) / 2, hi - lo], -1)

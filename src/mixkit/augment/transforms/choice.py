@@ -9,6 +9,7 @@ import torch
 from torch import Tensor
 
 from mixkit.augment.base import MixTransform, Region, check_fraction
+from mixkit.augment.settings import base_args
 from mixkit.augment.transforms.cutmix import CutMix
 from mixkit.augment.transforms.mixup import MixUp
 
@@ -19,15 +20,32 @@ class RandomChoice(MixTransform):
     The sub-transforms only provide regions (their own ``p`` still gates); labels, pairing
     and gating come from this module. Different ``fill``/``interpolation`` settings across
     sub-transforms are not supported (the first one's are used).
+
+    Args:
+        transforms: the mixers to choose from (a non-empty sequence of ``MixTransform``).
+        probs: their weights (normalised to sum 1); None picks them uniformly.
+        p, mode, num_classes, label_smoothing, multilabel, pairing, ignore_index,
+            min_visibility, generator, check_finite, check_layout: as in ``MixTransform``.
     """
 
     def __init__(
         self,
         transforms: Sequence[MixTransform],
         probs: Sequence[float] | None = None,
-        **kwargs: Any,
+        *,
+        p: float = 1.0,
+        mode: str = "elem",
+        num_classes: int | None = None,
+        label_smoothing: float = 0.0,
+        multilabel: bool = False,
+        pairing: str = "cycle",
+        ignore_index: int = 255,
+        min_visibility: float = 0.25,
+        generator: torch.Generator | int | None = None,
+        check_finite: bool = True,
+        check_layout: bool = True,
     ) -> None:
-        super().__init__(**kwargs)
+        super().__init__(**base_args(locals()))
         if len(transforms) == 0 or not all(isinstance(t, MixTransform) for t in transforms):
             raise ValueError("transforms must be a non-empty sequence of MixTransform")
         if probs is None:
@@ -85,8 +103,13 @@ class RandomChoice(MixTransform):
 class MixUpCutMix(RandomChoice):
     """timm-style switch: CutMix with probability ``switch_prob``, else MixUp.
 
-    Args mirror timm ``Mixup``: ``mixup_alpha``, ``cutmix_alpha`` (0 disables one of them),
-    ``switch_prob``, ``correct_lam``; plus all ``MixTransform`` arguments.
+    Args:
+        mixup_alpha: MixUp Beta parameter (timm ``Mixup``); 0 disables MixUp.
+        cutmix_alpha: CutMix Beta parameter; 0 disables CutMix (not both 0).
+        switch_prob: probability of CutMix instead of MixUp when both are enabled.
+        correct_lam: as in ``CutMix``.
+        p, mode, num_classes, label_smoothing, multilabel, pairing, ignore_index,
+            min_visibility, generator, check_finite, check_layout: as in ``MixTransform``.
     """
 
     def __init__(
@@ -95,7 +118,18 @@ class MixUpCutMix(RandomChoice):
         cutmix_alpha: float = 1.0,
         switch_prob: float = 0.5,
         correct_lam: bool = True,
-        **kwargs: Any,
+        *,
+        p: float = 1.0,
+        mode: str = "elem",
+        num_classes: int | None = None,
+        label_smoothing: float = 0.0,
+        multilabel: bool = False,
+        pairing: str = "cycle",
+        ignore_index: int = 255,
+        min_visibility: float = 0.25,
+        generator: torch.Generator | int | None = None,
+        check_finite: bool = True,
+        check_layout: bool = True,
     ) -> None:
         check_fraction(switch_prob, "switch_prob")
         alphas_ok = all(
@@ -117,5 +151,8 @@ class MixUpCutMix(RandomChoice):
             probs.append(switch_prob if mixup_alpha > 0 else 1.0)
         if sum(probs) == 0:  # both enabled, switch_prob picks one side entirely
             probs = [1.0] * len(probs)
-        super().__init__(transforms, probs, **kwargs)
-        self.switch_prob = switch_prob
+        super().__init__(transforms, probs, **base_args(locals()))
+        self.mixup_alpha = float(mixup_alpha)
+        self.cutmix_alpha = float(cutmix_alpha)
+        self.switch_prob = float(switch_prob)
+        self.correct_lam = bool(correct_lam)

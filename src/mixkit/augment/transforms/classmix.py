@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
 from torch import Tensor
 
 from mixkit import ops
 from mixkit.augment.base import MixTransform, Region
 from mixkit.augment.params import Kind
+from mixkit.augment.settings import base_args
 from mixkit.ops.masks import HALVES
 
 
@@ -24,15 +26,31 @@ class ClassMix(MixTransform):
         num_classes: K; ids outside [0, K) (the ignore index) are never classes.
         half: ``"ceil"`` (the paper, ``(n + n % 2) / 2`` classes) or ``"floor"`` (Dual
             Teacher ``get_bin_mask``, ``(n - n % 2) / 2``).
-        **kwargs: the ``MixTransform`` arguments (``p``, ``mode``, ``pairing``, ...).
+        p, mode, label_smoothing, multilabel, pairing, ignore_index,
+            min_visibility, generator, check_finite, check_layout: as in ``MixTransform``.
     """
 
-    def __init__(self, num_classes: int, half: str = "ceil", **kwargs: Any) -> None:
+    def __init__(
+        self,
+        num_classes: int,
+        half: str = "ceil",
+        *,
+        p: float = 1.0,
+        mode: str = "elem",
+        label_smoothing: float = 0.0,
+        multilabel: bool = False,
+        pairing: str = "cycle",
+        ignore_index: int = 255,
+        min_visibility: float = 0.25,
+        generator: torch.Generator | int | None = None,
+        check_finite: bool = True,
+        check_layout: bool = True,
+    ) -> None:
         if num_classes is None:
             raise ValueError("num_classes is required for ClassMix")
         if half not in HALVES:
             raise ValueError(f"half must be one of {HALVES}, got {half!r}")
-        super().__init__(num_classes=num_classes, **kwargs)
+        super().__init__(**base_args(locals()))
         self.half = half
         self.last_classes: Tensor | None = None
 
@@ -54,6 +72,3 @@ class ClassMix(MixTransform):
         self.last_classes = classes
         mask = ops.classmix_mask(label_maps.index_select(0, on_maps), classes)
         return Region.of_mask(Kind.MASK, mask)
-
-    def extra_repr(self) -> str:
-        return f"half={self.half!r}, {super().extra_repr()}"

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+import torch
 
 from mixkit import ops
 from mixkit.augment.base import MixTransform, Region, check_alpha
 from mixkit.augment.params import Kind
+from mixkit.augment.settings import base_args
 
 
 class CutMix(MixTransform):
@@ -22,7 +23,8 @@ class CutMix(MixTransform):
         share_lam: one λ for the whole batch but a box position per sample (the
             semi-supervised CutMix of PS-MT ``VocCode/train.py::cut_mix`` and Dual Teacher
             ``seg_core/augmentations.py::cut_mixer``, ``np.random.beta`` once per batch).
-        **kwargs: the ``MixTransform`` arguments (``p``, ``mode``, ``num_classes``, ...).
+        p, mode, num_classes, label_smoothing, multilabel, pairing, ignore_index,
+            min_visibility, generator, check_finite, check_layout: as in ``MixTransform``.
     """
 
     def __init__(
@@ -30,9 +32,20 @@ class CutMix(MixTransform):
         alpha: float = 1.0,
         correct_lam: bool = True,
         share_lam: bool = False,
-        **kwargs: Any,
+        *,
+        p: float = 1.0,
+        mode: str = "elem",
+        num_classes: int | None = None,
+        label_smoothing: float = 0.0,
+        multilabel: bool = False,
+        pairing: str = "cycle",
+        ignore_index: int = 255,
+        min_visibility: float = 0.25,
+        generator: torch.Generator | int | None = None,
+        check_finite: bool = True,
+        check_layout: bool = True,
     ) -> None:
-        super().__init__(**kwargs)
+        super().__init__(**base_args(locals()))
         self.alpha = check_alpha(alpha)
         self.correct_lam = bool(correct_lam)
         self.share_lam = bool(share_lam)
@@ -49,7 +62,3 @@ class CutMix(MixTransform):
     def _draw_region(self, n, height, width, generator, **context) -> Region:
         boxes = self._draw_boxes(n, 1, height, width, generator)
         return Region.of_boxes(Kind.CROP, boxes, height, width)
-
-    def extra_repr(self) -> str:
-        extra = ", share_lam=True" if self.share_lam else ""
-        return f"alpha={self.alpha}, correct_lam={self.correct_lam}{extra}, {super().extra_repr()}"

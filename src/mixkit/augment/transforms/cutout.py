@@ -10,6 +10,7 @@ import torch
 from mixkit import ops
 from mixkit.augment.base import MixTransform, Region
 from mixkit.augment.params import Kind
+from mixkit.augment.settings import base_args
 
 
 def _is_number(v: object) -> bool:
@@ -24,13 +25,28 @@ class Cutout(MixTransform):
         length: side of the square in pixels (16 for CIFAR-10 in the paper, 8 in the KD paper).
         value: fill value, a number (0 = the dataset mean for normalised inputs) or one
             number per channel (e.g. the dataset mean of pixel images).
-        **kwargs: the ``MixTransform`` arguments (``p``, ``mode``, ``num_classes``, ...).
+        p, mode, num_classes, label_smoothing, multilabel, pairing, ignore_index,
+            min_visibility, generator, check_finite, check_layout: as in ``MixTransform``.
     """
 
     def __init__(
-        self, length: int = 16, value: float | Sequence[float] = 0.0, **kwargs: Any
+        self,
+        length: int = 16,
+        value: float | Sequence[float] = 0.0,
+        *,
+        p: float = 1.0,
+        mode: str = "elem",
+        num_classes: int | None = None,
+        label_smoothing: float = 0.0,
+        multilabel: bool = False,
+        pairing: str = "cycle",
+        ignore_index: int = 255,
+        min_visibility: float = 0.25,
+        generator: torch.Generator | int | None = None,
+        check_finite: bool = True,
+        check_layout: bool = True,
     ) -> None:
-        super().__init__(**kwargs)
+        super().__init__(**base_args(locals()))
         if isinstance(length, bool) or not isinstance(length, int) or length < 1:
             raise ValueError(f"length must be an int >= 1, got {length!r}")
         if isinstance(value, Sequence) and value and all(_is_number(v) for v in value):
@@ -51,6 +67,3 @@ class Cutout(MixTransform):
         side = torch.full((n,), self.length, dtype=torch.long)
         boxes = ops.sample_boxes_centred(side, side, height, width, generator)
         return Region.of_boxes(Kind.FILL, boxes, height, width)
-
-    def extra_repr(self) -> str:
-        return f"length={self.length}, value={self.value}, {super().extra_repr()}"

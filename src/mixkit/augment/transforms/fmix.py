@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+import torch
 
 from mixkit import ops
 from mixkit.augment.base import MixTransform, Region, check_alpha
 from mixkit.augment.params import Kind
+from mixkit.augment.settings import base_args
 
 
 class FMix(MixTransform):
@@ -17,13 +18,29 @@ class FMix(MixTransform):
         alpha: Beta concentration, a number > 0.
         decay_power: spectrum decay ``1 / f**decay_power`` (3 in the paper).
         share_lam: one λ for the batch, a mask per sample (the semi-supervised mixers).
-        **kwargs: the ``MixTransform`` arguments (``p``, ``mode``, ``num_classes``, ...).
+        p, mode, num_classes, label_smoothing, multilabel, pairing, ignore_index,
+            min_visibility, generator, check_finite, check_layout: as in ``MixTransform``.
     """
 
     def __init__(
-        self, alpha: float = 1.0, decay_power: float = 3.0, share_lam: bool = False, **kwargs: Any
+        self,
+        alpha: float = 1.0,
+        decay_power: float = 3.0,
+        share_lam: bool = False,
+        *,
+        p: float = 1.0,
+        mode: str = "elem",
+        num_classes: int | None = None,
+        label_smoothing: float = 0.0,
+        multilabel: bool = False,
+        pairing: str = "cycle",
+        ignore_index: int = 255,
+        min_visibility: float = 0.25,
+        generator: torch.Generator | int | None = None,
+        check_finite: bool = True,
+        check_layout: bool = True,
     ) -> None:
-        super().__init__(**kwargs)
+        super().__init__(**base_args(locals()))
         self.alpha = check_alpha(alpha)
         self.decay_power = check_alpha(decay_power, "decay_power")
         self.share_lam = bool(share_lam)
@@ -32,6 +49,3 @@ class FMix(MixTransform):
         lam = ops.sample_beta(self.alpha, 1 if self.share_lam else n, generator).expand(n)
         mask = ops.fmix_mask(1 - lam, height, width, generator, self.decay_power)
         return Region.of_mask(Kind.MASK, mask)
-
-    def extra_repr(self) -> str:
-        return f"alpha={self.alpha}, decay_power={self.decay_power}, {super().extra_repr()}"

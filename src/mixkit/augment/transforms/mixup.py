@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+import torch
 
 from mixkit import ops
 from mixkit.augment.base import MixTransform, Region, check_alpha, kind_array
 from mixkit.augment.params import Kind
+from mixkit.augment.settings import base_args
 
 
 class MixUp(MixTransform):
@@ -15,18 +16,30 @@ class MixUp(MixTransform):
 
     Args:
         alpha: Beta concentration, a number > 0 (1.0 in the paper for CIFAR; timm 0.8).
-        **kwargs: the ``MixTransform`` arguments (``p``, ``mode``, ``num_classes``,
-            ``label_smoothing``, ``multilabel``, ``pairing``, ``generator``, ...).
+        p, mode, num_classes, label_smoothing, multilabel, pairing, ignore_index,
+            min_visibility, generator, check_finite, check_layout: as in ``MixTransform``.
     """
 
     blends = True
 
-    def __init__(self, alpha: float = 1.0, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
+    def __init__(
+        self,
+        alpha: float = 1.0,
+        *,
+        p: float = 1.0,
+        mode: str = "elem",
+        num_classes: int | None = None,
+        label_smoothing: float = 0.0,
+        multilabel: bool = False,
+        pairing: str = "cycle",
+        ignore_index: int = 255,
+        min_visibility: float = 0.25,
+        generator: torch.Generator | int | None = None,
+        check_finite: bool = True,
+        check_layout: bool = True,
+    ) -> None:
+        super().__init__(**base_args(locals()))
         self.alpha = check_alpha(alpha)
 
     def _draw_region(self, n, height, width, generator, **context) -> Region:
         return Region(kind_array(n, Kind.BLEND), ops.sample_beta(self.alpha, n, generator))
-
-    def extra_repr(self) -> str:
-        return f"alpha={self.alpha}, {super().extra_repr()}"

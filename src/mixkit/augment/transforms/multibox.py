@@ -3,11 +3,12 @@ the semi-supervised variants table). The worked example of "Write your own mixer
 
 from __future__ import annotations
 
-from typing import Any
+import torch
 
 from mixkit import ops
 from mixkit.augment.base import Region
 from mixkit.augment.params import Kind
+from mixkit.augment.settings import base_args
 from mixkit.augment.transforms.cutmix import CutMix
 
 
@@ -20,11 +21,30 @@ class MultiBoxCutMix(CutMix):
     Args:
         num_boxes: boxes per sample, an int >= 1 (1 pastes what ``CutMix`` pastes, as a mask).
         alpha, correct_lam, share_lam: as in ``CutMix``.
-        **kwargs: the ``MixTransform`` arguments (``p``, ``mode``, ``num_classes``, ...).
+        p, mode, num_classes, label_smoothing, multilabel, pairing, ignore_index,
+            min_visibility, generator, check_finite, check_layout: as in ``MixTransform``.
     """
 
-    def __init__(self, alpha: float = 1.0, num_boxes: int = 3, **kwargs: Any) -> None:
-        super().__init__(alpha, **kwargs)
+    def __init__(
+        self,
+        alpha: float = 1.0,
+        num_boxes: int = 3,
+        correct_lam: bool = True,
+        share_lam: bool = False,
+        *,
+        p: float = 1.0,
+        mode: str = "elem",
+        num_classes: int | None = None,
+        label_smoothing: float = 0.0,
+        multilabel: bool = False,
+        pairing: str = "cycle",
+        ignore_index: int = 255,
+        min_visibility: float = 0.25,
+        generator: torch.Generator | int | None = None,
+        check_finite: bool = True,
+        check_layout: bool = True,
+    ) -> None:
+        super().__init__(alpha, correct_lam, share_lam, **base_args(locals()))
         if isinstance(num_boxes, bool) or not isinstance(num_boxes, int) or num_boxes < 1:
             raise ValueError(f"num_boxes must be an int >= 1, got {num_boxes!r}")
         self.num_boxes = num_boxes
@@ -34,6 +54,3 @@ class MultiBoxCutMix(CutMix):
         boxes = self._draw_boxes(n, k, height, width, generator)
         union = ops.box_mask(boxes, height, width).view(n, k, height, width).any(1)
         return Region.of_mask(Kind.MASK, union)
-
-    def extra_repr(self) -> str:
-        return f"num_boxes={self.num_boxes}, {super().extra_repr()}"

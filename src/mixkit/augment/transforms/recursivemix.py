@@ -51,7 +51,8 @@ class RecursiveMix(MixTransform):
         per_sample: one box per sample (vectorised; beyond the paper) instead of one box and
             one λ for the whole batch (paper).
         p: probability that a batch (or a sample, if ``per_sample``) is mixed (paper: 1).
-        num_classes, label_smoothing, multilabel, generator: as in ``MixTransform``.
+        num_classes, label_smoothing, multilabel, generator, check_finite, check_layout: as
+            in ``MixTransform``.
     """
 
     def __init__(
@@ -65,6 +66,8 @@ class RecursiveMix(MixTransform):
         label_smoothing: float = 0.0,
         multilabel: bool = False,
         generator: torch.Generator | int | None = None,
+        check_finite: bool = True,
+        check_layout: bool = True,
     ) -> None:
         super().__init__(
             p=p,
@@ -73,6 +76,8 @@ class RecursiveMix(MixTransform):
             label_smoothing=label_smoothing,
             multilabel=multilabel,
             generator=generator,
+            check_finite=check_finite,
+            check_layout=check_layout,
         )
         if isinstance(alpha, bool) or not isinstance(alpha, int | float) or not 0 < alpha <= 1:
             raise ValueError(f"alpha must be an area fraction in (0, 1], got {alpha!r}")
@@ -222,9 +227,3 @@ class RecursiveMix(MixTransform):
         self._images, self._targets, self._logits = images, targets, logits
         if state["generator"] is not None and self.generator is not None:
             self.generator.set_state(state["generator"].cpu())
-
-    def extra_repr(self) -> str:
-        return (
-            f"alpha={self.alpha}, interpolation={self.interpolation!r}, "
-            f"per_sample={self.per_sample}, p={self.p}, num_classes={self.num_classes}"
-        )

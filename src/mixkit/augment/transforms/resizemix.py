@@ -9,6 +9,7 @@ import torch
 from mixkit import ops
 from mixkit.augment.base import MixTransform, Region
 from mixkit.augment.params import RESIZE_MODES, Kind
+from mixkit.augment.settings import base_args
 
 
 class ResizeMix(MixTransform):
@@ -18,13 +19,28 @@ class ResizeMix(MixTransform):
     Args:
         scope: range of the side ratio τ (paper and OpenMixup default (0.1, 0.8)).
         interpolation: ``nearest`` (default, OpenMixup) or ``bilinear``.
-        **kwargs: the ``MixTransform`` arguments (``p``, ``mode``, ``num_classes``, ...).
+        p, mode, num_classes, label_smoothing, multilabel, pairing, ignore_index,
+            min_visibility, generator, check_finite, check_layout: as in ``MixTransform``.
     """
 
     def __init__(
-        self, scope: tuple[float, float] = (0.1, 0.8), interpolation: str = "nearest", **kwargs: Any
+        self,
+        scope: tuple[float, float] = (0.1, 0.8),
+        interpolation: str = "nearest",
+        *,
+        p: float = 1.0,
+        mode: str = "elem",
+        num_classes: int | None = None,
+        label_smoothing: float = 0.0,
+        multilabel: bool = False,
+        pairing: str = "cycle",
+        ignore_index: int = 255,
+        min_visibility: float = 0.25,
+        generator: torch.Generator | int | None = None,
+        check_finite: bool = True,
+        check_layout: bool = True,
     ) -> None:
-        super().__init__(**kwargs)
+        super().__init__(**base_args(locals()))
         try:
             lo, hi = (float(v) for v in scope)
         except (TypeError, ValueError):
@@ -47,6 +63,3 @@ class ResizeMix(MixTransform):
         w = torch.round(tau * width).long().clamp(1, width)
         boxes = ops.sample_boxes_inside(h, w, height, width, generator)
         return Region.of_boxes(Kind.RESIZE, boxes, height, width)
-
-    def extra_repr(self) -> str:
-        return f"scope={self.scope}, interpolation={self.interpolation!r}, {super().extra_repr()}"
