@@ -11,6 +11,8 @@ augmentation (:func:`to_float`, :func:`random_crop_flip`, re-exported here) live
   class into 4000 train / 1000 test, 1x28x28.
 - ``digits``: scikit-learn's 1797 8x8 digits (values 0..16 rescaled to 0..255), upsampled
   to 1x16x16, stratified 80/20 split.
+- ``mnistm5k``: MNIST-M rebuilt on MNIST-5k (:mod:`mixkit.derived`), 3x32x32 colour
+  digits blended over crops of bundled photos, train/test from disjoint photos.
 - ``cifar10`` / ``cifar100``: the official python pickle batches under ``root``
   (``data_batch_1..5`` + ``test_batch``, or ``train`` + ``test``), read with a restricted
   unpickler that only builds dicts, lists, bytes, str, ints and numpy arrays.
@@ -301,7 +303,7 @@ def load_imagefolder(root: str | Path | None) -> Dataset:
     return _make("imagefolder", x, y, tr, te, len(classes))
 
 
-DATASETS = ("mnist5k", "digits", "cifar10", "cifar100", "imagefolder")
+DATASETS = ("mnist5k", "digits", "mnistm5k", "cifar10", "cifar100", "imagefolder")
 
 
 def load_dataset(name: str, root: str | Path | None = None, seed: int = 0) -> Dataset:
@@ -310,6 +312,10 @@ def load_dataset(name: str, root: str | Path | None = None, seed: int = 0) -> Da
         return load_mnist5k(seed)
     if name == "digits":
         return load_digits(seed)
+    if name == "mnistm5k":  # derived: MNIST-5k digits blended over photo crops
+        from mixkit.derived import load_mnistm5k
+
+        return load_mnistm5k(seed)
     if name in ("cifar10", "cifar100"):
         return load_cifar(root, int(name[5:]))
     if name == "imagefolder":

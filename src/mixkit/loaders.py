@@ -278,7 +278,7 @@ def open_splits(
     :class:`CIFARDataset` (``root``: see there), ``imagefolder`` as two
     :class:`ImageFolderDataset` (``train/`` and ``val/`` or ``test/``) decoded to
     ``load_size`` (train) and ``eval_load_size`` (default ``load_size``)."""
-    if name in ("mnist5k", "digits"):
+    if name in ("mnist5k", "digits", "mnistm5k"):
         ds = _data.load_dataset(name, root, seed=seed)
         train, test = (TensorImageDataset.from_split(s, ds) for s in (ds.train, ds.test))
         return DiskData(name, train, test, ds.num_classes, ds.mean, ds.std, ds.in_channels)
