@@ -3,8 +3,11 @@
     python scripts/gen_api_docs.py            # rewrite docs/api.md
     python scripts/gen_api_docs.py --check    # exit 1 if docs/api.md is stale
 
-Every name in a module's ``__all__`` gets its signature and docstring (classes also their
-public methods). ``tests/test_docs.py`` runs ``--check`` so the reference never drifts, and
+Every mixkit module or package with an ``__all__`` is documented (found by walking the
+package, so new modules appear by themselves); every name in its ``__all__`` gets its
+signature and docstring (classes also their public methods). Names a package re-exports from
+its submodules are documented once, under the package. ``tests/test_docs.py`` runs
+``--check`` so the reference never drifts, and
 ``missing_shape_docs()`` lists public tensor functions whose docstring names no shape/dtype.
 """
 
@@ -13,6 +16,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import inspect
+import pkgutil
 import re
 import sys
 from pathlib import Path
@@ -20,18 +24,25 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "docs" / "api.md"
 
-MODULES = [
-    ("mixkit.ops", "Pure batched tensor ops: pixels, labels, masks, boxes, sampling."),
-    ("mixkit.augment", "Params/apply mixers: one draw for images, labels, masks and boxes."),
-    ("mixkit.losses", "Losses for soft targets and distillation."),
-    ("mixkit.data", "In-memory uint8 datasets, batching, crop/flip."),
-    ("mixkit.compat", "timm / torchvision drop-in adapters."),
-    ("mixkit.collate", "Mixing inside DataLoader workers."),
-    ("mixkit.train", "Trainer utilities: seeding, schedules, metrics, checkpoints."),
-    ("mixkit.methods.recursivemix", "RecursiveMix: augment, ROI consistency loss, training step."),
-    ("mixkit.methods.kd", "Knowledge distillation with DA: schemes, KD loss, trainer, audit."),
-    ("mixkit.methods.semiseg", "Semi-supervised segmentation: data, mixers, trainers, mIoU."),
-]
+# Order of the reference: these first (a module below one of them right after it), then
+# every other public module by name. The modules themselves are discovered: every mixkit
+# module or package with an ``__all__`` (private ``_names`` skipped), so a new one appears
+# here without editing this script.
+ORDER = (
+    "mixkit",
+    "mixkit.ops",
+    "mixkit.augment",
+    "mixkit.losses",
+    "mixkit.data",
+    "mixkit.models",
+    "mixkit.compat",
+    "mixkit.collate",
+    "mixkit.train",
+    "mixkit.plots",
+    "mixkit.methods.recursivemix",
+    "mixkit.methods.kd",
+    "mixkit.methods.semiseg",
+)
 # Modules whose public functions must document tensor shapes and dtypes.
 SHAPE_MODULES = ("mixkit.ops", "mixkit.augment", "mixkit.losses", "mixkit.data")
 SHAPE_RE = re.compile(r"\(\s*(?:[BbNnKHC]\b|\.\.\.)[^)]*\)|\bshape\b")
@@ -53,14 +64,90 @@ def _doc(obj: object) -> str:
 
 def _constant(obj: object) -> str:
     """``Constant: `repr` ``; a registry (a dict of functions) lists its names, since the
-    repr of a function holds its memory address."""
+    repr of a function holds its memory address; a set is listed sorted."""
     if isinstance(obj, dict) and any(inspect.isfunction(v) for v in obj.values()):
         return f"Registry of functions: `{', '.join(map(str, obj))}`"
+    if isinstance(obj, set | frozenset):  # sorted: a set's order changes between processes
+        items = ", ".join(sorted(map(repr, obj)))
+        return f"Constant: `{type(obj).__name__}({{{items}}})`"
     return f"Constant: `{obj!r}`"
 
 
 def _public(module: object) -> list[str]:
     return list(getattr(module, "__all__", []))
+
+
+def _sort_key(name: str) -> tuple[int, str]:
+    """Position of the longest ORDER entry that is ``name`` or a package above it."""
+    heads = [i for i, h in enumerate(ORDER) if name == h or name.startswith(h + ".")]
+    best = max(heads, key=lambda i: len(ORDER[i]), default=None)
+    return (len(ORDER), name) if best is None or best == 0 and name != "mixkit" else (best, name)
+
+
+def discover() -> list[str]:
+    """Every public mixkit module with an ``__all__``, in reference order."""
+    import mixkit
+
+    names = ["mixkit"] + [
+        info.name
+        for info in pkgutil.walk_packages(mixkit.__path__, "mixkit.")
+        if not any(part.startswith("_") for part in info.name.split(".")[1:])
+    ]
+    found = [n for n in names if "__all__" in vars(importlib.import_module(n))]
+    return sorted(found, key=_sort_key)
+
+
+def _covered(name: str) -> list[str]:
+    """Names of module ``name``'s ``__all__`` that its parent package re-exports (the same
+    objects, in the parent's ``__all__``): documented under the parent."""
+    if "." not in name:
+        return []
+    module = importlib.import_module(name)
+    parent = importlib.import_module(name.rsplit(".", 1)[0])
+    public = set(_public(parent))
+    return [
+        a for a in _public(module) if a in public and getattr(parent, a, None) is getattr(module, a)
+    ]
+
+
+def sections() -> list[tuple[str, list[str], list[str]]]:
+    """``(module, names documented here, names documented under the parent)`` of every
+    discovered module with at least one name of its own."""
+    out = []
+    for name in discover():
+        covered = _covered(name)
+        own = [a for a in _public(importlib.import_module(name)) if a not in covered]
+        if own:
+            out.append((name, own, covered))
+    return out
+
+
+def _cut(text: str, stops: str, need_capital: bool) -> str | None:
+    """``text`` up to its first character in ``stops`` outside parentheses that ends a clause
+    (followed by a space, then a capital when ``need_capital``, or by the end); None if none.
+    Abbreviations (``et al.``, ``e.g.``, ``i.e.``) do not end a sentence."""
+    depth = 0
+    for i, ch in enumerate(text):
+        depth += (ch == "(") - (ch == ")")
+        if depth or ch not in stops:
+            continue
+        rest = text[i + 1 :]
+        if text[max(0, i - 3) : i + 1] in (" al.", "e.g.", "i.e."):
+            continue
+        if not rest or (rest[0] == " " and (not need_capital or rest[1:2].isupper())):
+            return text[:i]
+    return None
+
+
+def _summary(module: object, limit: int = 140) -> str:
+    """The first sentence of the module docstring on one line; a long one is cut before its
+    first colon or semicolon outside parentheses."""
+    para = inspect.cleandoc(module.__doc__ or "").split("\n\n", 1)[0]
+    text = " ".join(para.split())
+    text = _cut(text, ".", True) or text.rstrip(".")
+    if len(text) > limit:
+        text = _cut(text, ":;", False) or text
+    return text + "."
 
 
 def _own_methods(cls: type) -> list[tuple[str, object]]:
@@ -90,15 +177,22 @@ def render() -> str:
         "H x W image size, K classes, N boxes per image.",
         "",
     ]
-    for name, blurb in MODULES:
-        lines.append(f"- [`{name}`](#{name.replace('.', '')}) — {blurb}")
-    for name, blurb in MODULES:
+    found = sections()
+    for name, _, _ in found:
+        summary = _summary(importlib.import_module(name))
+        lines.append(f"- [`{name}`](#{name.replace('.', '')}) — {summary}")
+    for name, own, covered in found:
         module = importlib.import_module(name)
-        lines += ["", f"## {name}", "", blurb, ""]
+        lines += ["", f"## {name}", ""]
         head = inspect.cleandoc(module.__doc__ or "").strip()
         if head:
             lines += [head, ""]
-        for attr in _public(module):
+        if covered:
+            parent = name.rsplit(".", 1)[0]
+            listed = ", ".join(f"`{a}`" for a in covered)
+            lines += [f"Also here, documented under [`{parent}`](#{parent.replace('.', '')}): "
+                      f"{listed}.", ""]  # fmt: skip
+        for attr in own:
             obj = getattr(module, attr)
             if inspect.isclass(obj):
                 lines += [f"### class `{name}.{attr}{_signature(obj)}`", "", _doc(obj), ""]

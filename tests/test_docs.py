@@ -1,17 +1,23 @@
-"""The docs run: every README / guide snippet is executed so the docs never drift.
+"""The docs run: every snippet of the README and of every ``docs/*.md`` page is executed so
+the docs never drift.
 
 - ```python blocks are exec'd;
-- ```bash lines: ``mixkit ...`` runs through ``mixkit.cli.main`` with a small budget appended
-  (``BUDGETS``; later flags override earlier ones), ``python examples/...`` runs the example,
-  ``ls PATH`` checks the file exists; install lines are checked textually against
-  ``.ci/run`` (CI runs the README's test command verbatim);
+- ```bash lines (and untagged blocks made only of commands, e.g. the command line an
+  experiment writes into its doc block): ``mixkit ...`` runs through ``mixkit.cli.main``
+  with a small budget appended (``BUDGETS``, keyed by sub-command or ``experiment NAME``;
+  later flags override earlier ones), ``python examples/...`` runs the example, ``ls PATH``
+  checks the file exists; install lines are checked textually against ``.ci/run`` (CI runs
+  the README's test command verbatim);
 - inline ``mixkit ...`` commands of the README prose run the same way;
 - docs/api.md must equal ``scripts/gen_api_docs.py``'s output, every public tensor function
-  of ops/augment/losses/data must document shapes and dtypes, relative links must resolve.
+  of ops/augment/losses/data must document shapes and dtypes; every relative link resolves
+  to a file inside the repository; no page points at notes outside it, and no text a user
+  reads (docs, CLI help) cites tracker issue numbers of its own.
 """
 
 from __future__ import annotations
 
+import argparse
 import importlib.util
 import re
 import runpy
@@ -27,30 +33,66 @@ from mixkit.cli import build_parser, main
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
-RUN_DOCS = [README, ROOT / "docs" / "guide.md", ROOT / "docs" / "detection.md"]
+DOCS = sorted((ROOT / "docs").glob("*.md"))
+RUN_DOCS = [README, *DOCS]
+# What a user reads besides docs/: checked for links and wording too.
+READ_DOCS = [*RUN_DOCS, ROOT / "CHANGELOG.md", ROOT / "BENCHMARKS.md"]
 
 # Appended to each ``mixkit SUBCOMMAND`` of the docs: the same command at a tiny budget.
 BUDGETS: dict[str, list[str]] = {
     "train": ["--dataset", "digits", "--epochs", "1", "--no-progress", "--grid-samples", "4"],
     "show": ["--dataset", "digits", "--grid-samples", "4"],
     "distill": ["--epochs", "1", "--train-subset", "128", "--no-progress"],
-    "kd-audit": ["--epochs", "1", "--train-subset", "128", "--no-progress"],
+    "kd-audit": ["--epochs", "1", "--train-subset", "128", "--group", "64", "--no-progress"],
     "semiseg": (
         "--epochs 2 --iters-per-epoch 2 --n-train 64 --n-val 16 --batch-size 4 "
         "--unlabeled-batch-size 4 --distance-images 8 --distance-every 1 --no-progress"
     ).split(),
     "plot": [],
+    # replications: one seed, one dataset, a few epochs or steps; outputs go under the test's
+    # working directory (``docs/``, ``BENCHMARKS.md`` and the run folders are relative paths)
+    "experiment rm": "--datasets digits --methods cutmix recursivemix --seeds 0 --epochs 1 "
+    "--jobs 1 --threads 1".split(),
+    "experiment kd": (
+        "--dataset digits --teacher-epochs 1 --da identity,flip,cutmix --seeds 0 "
+        "--train-subset 64 --student-epochs 1 --audit-epochs 1 --audit-subset 256 --jobs 1"
+    ).split(),
+    "experiment semiseg": (
+        "--methods sup,mt --splits 1/4 --seeds 0 --mixes cutmix --epochs 1 --iters-per-epoch 2 "
+        "--pretrain-steps 2 --probe-epochs 1 --jobs 1 --run-set n_train=64 --run-set n_val=16 "
+        "--run-set batch_size=4 --run-set unlabeled_batch_size=4 --run-set distance_images=8"
+    ).split(),
 }
 INSTALL = ("python3 -m venv", ". .venv/bin/activate", "pip install")
 
 
-def blocks(path: Path, lang: str) -> list[tuple[int, str]]:
-    """(line number, text) of every fenced ```lang block of ``path``."""
+def fences(path: Path) -> list[tuple[str, int, str]]:
+    """(language, line number, text) of every fenced block of ``path`` (language '' when
+    untagged)."""
     text = path.read_text()
     out = []
-    for m in re.finditer(rf"^```{lang}\n(.*?)^```", text, re.S | re.M):
-        out.append((text[: m.start()].count("\n") + 2, m.group(1)))
+    for m in re.finditer(r"^```([\w-]*)\n(.*?)^```[ \t]*$", text, re.S | re.M):
+        out.append((m.group(1), text[: m.start()].count("\n") + 2, m.group(2)))
     return out
+
+
+COMMAND = re.compile(r"(?:[A-Z_]+=\S*\s+)*(?:mixkit|python|ls)\s")
+
+
+def _is_commands(block: str) -> bool:
+    """An untagged block whose every line is a command (run as bash)."""
+    cmds = bash_commands(block)
+    return bool(cmds) and all(COMMAND.match(c + " ") for c in cmds)
+
+
+def blocks(path: Path, lang: str) -> list[tuple[int, str]]:
+    """(line number, text) of every fenced ```lang block of ``path``; for ``bash`` also the
+    untagged blocks made only of commands."""
+    return [
+        (n, b)
+        for tag, n, b in fences(path)
+        if tag == lang or (lang == "bash" and tag == "" and _is_commands(b))
+    ]
 
 
 def bash_commands(block: str) -> list[str]:
@@ -79,13 +121,21 @@ def _normalise(segment: str) -> str:
     return " ".join(re.sub(r"\[[a-z,]+\]$", "", t) for t in tokens)
 
 
+def budget_key(argv: list[str]) -> str:
+    """``BUDGETS`` key of a ``mixkit`` argv: the sub-command, ``experiment NAME`` for the
+    replications."""
+    if argv[0] == "experiment" and len(argv) > 1:
+        return f"experiment {argv[1]}"
+    return argv[0]
+
+
 def run_command(cmd: str) -> None:
     """Run one docs command (see the module docstring); fails on a non-zero exit."""
     tokens = shlex.split(cmd)
     while tokens and re.fullmatch(r"[A-Z_]+=\S*", tokens[0]):  # OMP_NUM_THREADS=1 mixkit ...
         tokens = tokens[1:]
     if tokens[0] == "mixkit":
-        sub = tokens[1]
+        sub = budget_key(tokens[1:])
         if sub not in BUDGETS:
             pytest.fail(f"docs run `mixkit {sub}`: add a small budget for it to BUDGETS")
         rc = main(tokens[1:] + BUDGETS[sub])
@@ -161,15 +211,17 @@ def test_docs_commands_parse_with_their_budgets():
     # Fast guard for the default suite: every documented `mixkit` command (and the budget
     # flags the slow test appends) is accepted by the current CLI parser.
     docs = _readme_commands() + [
-        c for p in RUN_DOCS[1:] for _, b in blocks(p, "bash") for c in bash_commands(b)
+        c for p in DOCS for _, b in blocks(p, "bash") for c in bash_commands(b)
     ]
     commands = _mixkit_commands(docs)
-    assert {"train", "show", "distill", "semiseg", "plot"} <= {c[0] for c in commands}
+    keys = {budget_key(c) for c in commands}
+    assert {"train", "show", "distill", "semiseg", "plot", "experiment rm"} <= keys
     parser = build_parser()
     for argv in commands:
-        assert argv[0] in BUDGETS, f"docs run `mixkit {argv[0]}`: add a budget to BUDGETS"
+        key = budget_key(argv)
+        assert key in BUDGETS, f"docs run `mixkit {key}`: add a budget to BUDGETS"
         try:
-            parser.parse_args(argv + BUDGETS[argv[0]])
+            parser.parse_args(argv + BUDGETS[key])
         except SystemExit:
             pytest.fail(f"the docs command `mixkit {' '.join(argv)}` no longer parses")
 
@@ -199,11 +251,31 @@ def test_python_snippets(in_tmp, path, line, code):
     exec(compile(code, f"{path.name}:{line}", "exec"), {"__name__": "__docs__"})
 
 
-@pytest.mark.parametrize("path", RUN_DOCS[1:], ids=lambda p: p.name)
-def test_guide_bash_commands(in_tmp, path):
+BASH_DOCS = [p for p in DOCS if blocks(p, "bash")]
+
+
+@pytest.mark.parametrize("path", BASH_DOCS, ids=lambda p: p.name)
+def test_doc_bash_commands(in_tmp, path):
+    # Each page's commands run in order in one folder (a later one may read an earlier run).
     for _, block in blocks(path, "bash"):
         for cmd in bash_commands(block):
             _run_shell_line(cmd)
+
+
+KNOWN_LANGS = {"python", "bash", "text", "yaml", "json", "toml", "csv", "markdown"}
+
+
+def test_every_fence_is_run_or_plain_text():
+    # A snippet nobody runs would drift: blocks are python / bash (run above) or declared
+    # text; an untagged block is run when it holds commands, else it is plain text.
+    for doc in RUN_DOCS:
+        for lang, line, block in fences(doc):
+            assert lang in KNOWN_LANGS or lang == "", f"{doc.name}:{line}: unknown ```{lang}"
+            if lang in ("text", ""):
+                assert not any(COMMAND.match(c + " ") for c in bash_commands(block)) or (
+                    lang == "" and _is_commands(block)
+                ), f"{doc.name}:{line}: a command in a ```{lang} block is not run: use ```bash"
+    assert any(n for p in DOCS for n, _ in blocks(p, "python")), "no python snippet found"
 
 
 # --------------------------------------------------------------------------- reference docs
@@ -227,12 +299,59 @@ def test_public_functions_document_shapes_and_dtypes():
     assert _gen_api().missing_shape_docs() == []
 
 
-def test_relative_links_resolve():
-    for doc in [README, ROOT / "CHANGELOG.md", *sorted((ROOT / "docs").glob("*.md"))]:
-        for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", doc.read_text()):
-            if re.match(r"[a-z]+://", target):
+def _links(text: str) -> list[str]:
+    """Targets of the markdown links and images of ``text`` (anchors dropped)."""
+    return re.findall(r"\]\(\s*<?([^)#\s>]*)>?(?:#[^)]*)?\)", text)
+
+
+def test_relative_links_resolve_inside_the_repository():
+    root = ROOT.resolve()
+    for doc in READ_DOCS:
+        for target in _links(doc.read_text()):
+            if not target or re.match(r"[a-z][a-z0-9+.-]*:", target):  # anchor-only, URL
                 continue
-            assert (doc.parent / target).exists(), f"{doc.name} links to missing {target}"
+            resolved = (doc.parent / target).resolve()
+            assert resolved.is_relative_to(root), f"{doc.name} links outside the repo: {target}"
+            assert resolved.exists(), f"{doc.name} links to missing {target}"
+    assert _links("[a](../x.md#s) ![b](img/c.png) [c](https://e.org)") == [
+        "../x.md", "img/c.png", "https://e.org"
+    ]  # fmt: skip
+
+
+def test_docs_do_not_point_at_notes_outside_the_repository():
+    for doc in READ_DOCS:
+        text = doc.read_text()
+        for bad in ("REFERENCE.md", "shared/", "ANCHORS.md"):
+            assert bad not in text, f"{doc.name} mentions {bad}: cite the official sources"
+
+
+ISSUE = re.compile(r"\bissues?\s*#?\s*\d+", re.I)
+
+
+def _help_texts(parser: argparse.ArgumentParser) -> list[str]:
+    """The help of ``parser`` and of every sub-command below it."""
+    out = [parser.format_help()]
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                out += _help_texts(sub)
+    return out
+
+
+def test_no_issue_numbers_in_what_users_read():
+    assert (
+        ISSUE.search("see issue 20")
+        and ISSUE.search("Issue #3")
+        and not ISSUE.search("torchvision #8191")
+    )
+    for doc in READ_DOCS:
+        m = ISSUE.search(doc.read_text())
+        assert m is None, f"{doc.name}: '{m.group(0)}' (say what, not which ticket)"
+    helps = _help_texts(build_parser())
+    assert len(helps) > 10  # every sub-command and experiment
+    for text in helps:
+        m = ISSUE.search(text)
+        assert m is None, f"CLI help: '{m.group(0)}'"
 
 
 def test_version_everywhere(monkeypatch, capsys):

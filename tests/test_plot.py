@@ -1,4 +1,5 @@
-"""``mixkit plot``, the training-curve figures and the optional TensorBoard logging."""
+"""``mixkit plot``, reading metrics, the training-curve PNGs and the optional TensorBoard
+logging (the figures themselves: ``tests/test_figures.py``)."""
 
 from __future__ import annotations
 
@@ -8,11 +9,11 @@ import sys
 import types
 import warnings
 
+import matplotlib.image as mpimg
 import pytest
 import torch
 import yaml
 
-import mixkit.methods.semiseg
 from mixkit import plots
 from mixkit.cli import main
 from mixkit.config import TrainConfig
@@ -38,7 +39,19 @@ def _train_run(folder, **cfg):
             {"epoch": 2, "train_loss": 1.5, "test_loss": 1.2, "test_acc": 0.6, "lr": 0.05},
         ],
     )
+    _write_csv(
+        folder / "steps.csv",
+        [{"step": s, "epoch": 1 + (s - 1) // 4, "loss": 2.0 / s, "lr": 0.1} for s in range(1, 9)],
+    )
     return folder
+
+
+def _png_size(path):
+    """(height, width) in pixels of a written PNG, after checking it is a sane figure."""
+    assert path.stat().st_size > 3000, path
+    h, w = mpimg.imread(path).shape[:2]
+    assert 150 <= h <= 3000 and 300 <= w <= 4000, (path, h, w)
+    return h, w
 
 
 # --------------------------------------------------------------------------- figures
@@ -90,9 +103,9 @@ def test_mix_grid_has_no_tensor_imshow_warning(tmp_path):
 def test_plot_train_run_regenerates_curves_and_grid(tmp_path, capsys):
     run = _train_run(tmp_path / "r", aug="cutmix")
     assert main(["plot", str(run)]) == 0
-    for name in ("training_curves.png", "mixed_samples.png"):
-        assert (run / "plots" / name).stat().st_size > 3000
-    assert "wrote 2 PNG file(s)" in capsys.readouterr().out
+    for name in ("training_curves.png", "training_steps.png", "mixed_samples.png"):
+        _png_size(run / "plots" / name)
+    assert "wrote 3 PNG file(s)" in capsys.readouterr().out
 
 
 def test_plot_semiseg_and_kd_audit_and_parent_folder(tmp_path, capsys):
@@ -134,7 +147,9 @@ def test_plot_hook_replaces_builtin_steps(tmp_path, monkeypatch):
         calls.append(run_dir)
         return [run_dir / "plots" / "custom.png"]
 
-    monkeypatch.setattr(mixkit.methods.semiseg, "plot_run", hook, raising=False)
+    import mixkit.methods.semiseg as semiseg
+
+    monkeypatch.setattr(semiseg, "plot_run", hook, raising=False)
     assert plot_cmd.plot_run(seg, log=lambda s: None) == [seg / "plots" / "custom.png"]
     assert calls == [seg]
 

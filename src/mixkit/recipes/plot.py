@@ -2,12 +2,15 @@
 
 What each run directory gets (under ``RUN_DIR/plots/``):
 
-- every run with a ``metrics.csv``: ``training_curves.png`` (and ``training_steps.png``
-  from ``steps.csv`` when present);
-- ``mixkit train`` runs: ``mixed_samples.png``, the mixed-sample grid with λ and top labels
-  (rebuilt from ``config.yaml``: same dataset, mixer and seed);
+- every run with a ``metrics.csv``: ``training_curves.png``, one point per epoch; with a
+  ``steps.csv`` also ``training_steps.png``, the per-step loss and learning rate against the
+  global step, epochs as light vertical lines;
+- ``mixkit train`` runs: ``mixed_samples.png``, the mixed-sample grid with λ, the top-2
+  labels and the pasted region outlined (rebuilt from ``config.yaml``: same dataset, mixer
+  and seed; RecursiveMix shows three recursive steps with the nested boxes);
 - ``mixkit semiseg`` runs: the teacher-student ``distance.png`` (from ``summary.json``) and
-  the ``overlay.png`` / ``mix_example.png`` segmentation figures (from the checkpoint);
+  the ``overlay.png`` (ground truth and prediction with a class legend) / ``mix_example.png``
+  segmentation figures (from the checkpoint);
 - ``mixkit kd-audit`` folders: the T. stddev vs student test-loss scatter.
 
 The semiseg and KD figures come from the plot functions of :mod:`mixkit.methods.semiseg` /
@@ -149,7 +152,7 @@ def plot_run(run_dir: str | Path, log: Callable[[str], Any] = print) -> list[Pat
     if (run / "steps.csv").is_file():
         wrote(
             plots.save_training_curves(
-                run / "steps.csv", out / "training_steps.png", title=f"{run.name}: per step"
+                run / "steps.csv", out / "training_steps.png", title=f"{run.name}: every step"
             )
         )
     hook = _hook(kind)
