@@ -37,17 +37,13 @@ from torch import Tensor
 from mixkit.device_aug import random_crop_flip, to_float
 
 __all__ = [
-    "Split",
-    "Dataset",
     "DATASETS",
-    "load_dataset",
-    "load_mnist5k",
-    "load_digits",
-    "load_cifar",
-    "load_imagefolder",
+    "Dataset",
+    "Split",
     "iterate_batches",
-    "to_float",
+    "load_dataset",
     "random_crop_flip",
+    "to_float",
 ]
 
 

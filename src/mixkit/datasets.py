@@ -43,10 +43,9 @@ from mixkit import data as _data
 from mixkit.device_aug import IMAGENET_MEAN, IMAGENET_STD
 
 __all__ = [
-    "IMAGE_EXTENSIONS",
-    "TensorImageDataset",
     "CIFARDataset",
     "ImageFolderDataset",
+    "TensorImageDataset",
     "decode_image",
 ]
 

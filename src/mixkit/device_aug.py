@@ -29,18 +29,13 @@ import torch.nn.functional as F
 from torch import Tensor
 
 __all__ = [
-    "IMAGENET_MEAN",
-    "IMAGENET_STD",
+    "center_crop",
+    "device_transform",
+    "random_crop_flip",
+    "random_resized_crop_flip",
+    "resize_center_crop",
     "to_device",
     "to_float",
-    "random_crop_flip",
-    "hflip",
-    "rrc_params",
-    "resized_crop",
-    "random_resized_crop_flip",
-    "center_crop",
-    "resize_center_crop",
-    "device_transform",
 ]
 
 # The ImageNet channel statistics used by torchvision's and timm's presets

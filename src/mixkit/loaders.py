@@ -26,15 +26,12 @@ from mixkit.collate import stream_seed
 from mixkit.datasets import CIFARDataset, ImageFolderDataset, TensorImageDataset
 
 __all__ = [
-    "collate_chw",
     "EpochSampler",
     "build_loader",
+    "open_splits",
     "set_loader_epoch",
     "stratified_indices",
     "train_subset",
-    "LabeledSubset",
-    "DiskData",
-    "open_splits",
 ]
 
 

@@ -17,8 +17,6 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-__all__ = ["as_feature_model", "has_feature_split"]
-
 _RESNET_PARTS = ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4")
 
 

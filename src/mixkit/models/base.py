@@ -12,8 +12,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["Classifier", "check_sizes", "init_fan_out"]
-
 
 class Classifier(nn.Module):
     """Base: subclasses define ``features`` and the linear layer; the head is GAP + linear.

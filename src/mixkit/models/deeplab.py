@@ -37,8 +37,6 @@ from mixkit.models.base import check_sizes
 from mixkit.models.resnet import ResNet
 from mixkit.models.weights import load_weights
 
-__all__ = ["ASPP", "DeepLabV3Plus", "deeplabv3plus_resnet50", "deeplabv3plus_resnet101"]
-
 _BACKBONE_LAYERS = {"resnet50": (3, 4, 6, 3), "resnet101": (3, 4, 23, 3)}
 
 

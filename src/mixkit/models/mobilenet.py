@@ -14,8 +14,6 @@ from torch import Tensor, nn
 
 from mixkit.models.base import Classifier, check_sizes, init_fan_out
 
-__all__ = ["MobileNetV2", "mobilenetv2"]
-
 
 def _conv_bn_relu(cin: int, cout: int, k: int, stride: int) -> nn.Sequential:
     return nn.Sequential(

@@ -18,8 +18,6 @@ from torch import Tensor, nn
 
 from mixkit.models.base import Classifier, check_sizes, init_fan_out
 
-__all__ = ["PyramidNet", "pyramidnet"]
-
 
 class _PyramidBlock(nn.Module):
     def __init__(self, cin: int, planes: int, stride: int, bottleneck: bool) -> None:

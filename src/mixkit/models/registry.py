@@ -33,8 +33,6 @@ from mixkit.models.small import preact_resnet18, smallcnn, tinycnn
 from mixkit.models.vgg import VGGS
 from mixkit.models.wrn import WRNS
 
-__all__ = ["MODELS", "SEG_MODELS", "build_model", "build_seg_model", "names", "seg_names"]
-
 PLUGIN_FORMS = "'pkg.module:callable', 'timm:NAME' or 'torchvision:NAME'"
 _PEERS = 'pip install "mixkit[peers]"'
 

@@ -20,8 +20,6 @@ from torch import Tensor, nn
 
 from mixkit.models.base import Classifier, check_sizes, init_fan_out
 
-__all__ = ["ResNet", "IMAGENET_RESNETS", "resnet18", "resnet50", "resnet101"]
-
 
 def _conv3x3(cin: int, cout: int, stride: int = 1, dilation: int = 1) -> nn.Conv2d:
     return nn.Conv2d(cin, cout, 3, stride, dilation, dilation=dilation, bias=False)

@@ -22,8 +22,6 @@ from torch import Tensor, nn
 
 from mixkit.models.base import Classifier, check_sizes
 
-__all__ = ["ShuffleNetV1", "ShuffleNetV2", "shufflenetv1", "shufflenetv2", "channel_shuffle"]
-
 
 def channel_shuffle(x: Tensor, groups: int) -> Tensor:
     """(N, C, H, W) -> (N, C, H, W) with channels reordered [N, g, C/g] -> [N, C/g, g]."""

@@ -13,8 +13,6 @@ from torch import Tensor, nn
 
 from mixkit.models.base import Classifier, check_sizes
 
-__all__ = ["SmallCNN", "PreActResNet18", "smallcnn", "tinycnn", "preact_resnet18"]
-
 
 def _conv_bn(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
     return nn.Sequential(

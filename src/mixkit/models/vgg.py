@@ -14,8 +14,6 @@ from torch import Tensor, nn
 
 from mixkit.models.base import Classifier, check_sizes, init_fan_out
 
-__all__ = ["VGG", "VGG_CFGS", "VGGS"]
-
 VGG_CFGS: dict[str, list[list[int]]] = {
     "vgg8": [[64], [128], [256], [512], [512]],
     "vgg11": [[64], [128], [256, 256], [512, 512], [512, 512]],

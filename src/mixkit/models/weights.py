@@ -9,8 +9,6 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
-__all__ = ["LoadResult", "load_weights", "read_state_dict"]
-
 _PREFIXES = ("module.", "_orig_mod.")  # DistributedDataParallel / torch.compile wrappers
 
 

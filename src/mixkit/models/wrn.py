@@ -16,8 +16,6 @@ from torch import Tensor, nn
 
 from mixkit.models.base import Classifier, check_sizes, init_fan_out
 
-__all__ = ["WideResNet", "WRNS"]
-
 
 class _WideBlock(nn.Module):
     def __init__(self, cin: int, cout: int, stride: int, drop_rate: float) -> None:

@@ -41,25 +41,14 @@ from mixkit.plots.segmentation import (  # noqa: E402
 )
 
 __all__ = [
-    "OUTLINE_COLOURS",
-    "box_rectangle",
-    "class_colours",
-    "curve_x",
-    "draw_region",
-    "label_text",
-    "mask_edges",
     "mix_grid_figure",
     "read_metrics",
-    "recursive_boxes",
-    "save_figure",
     "save_mix_grid",
     "save_mix_grid_for",
     "save_recursive_mix_grid",
     "save_seg_mix_grid",
     "save_seg_overlays",
     "save_training_curves",
-    "seg_mix_figure",
     "seg_overlay_figure",
-    "show_image",
     "training_curves_figure",
 ]
