@@ -428,7 +428,7 @@ class TestCLIErrors:
         assert f"data_root {tmp_path / 'no'} does not exist" in err
         (tmp_path / "empty").mkdir()
         err = _cli(tmp_path, capsys, "--dataset", "cifar10", "--data-root", str(tmp_path / "empty"))
-        assert "lacks CIFAR-10 files" in err
+        assert "CIFAR-10 files missing" in err
         assert "data_root is required" in _cli(tmp_path, capsys, "--dataset", "cifar100")
 
     @pytest.mark.parametrize(

@@ -3,6 +3,7 @@ AutoAugment ops, T. stddev / covariance / correlations, and the CLI end to end."
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import statistics
@@ -11,9 +12,9 @@ import numpy as np
 import pytest
 import torch
 
-from mixkit import data, models
+from mixkit import data, distributed, models
 from mixkit.cli import main
-from mixkit.methods.kd import audit_stats
+from mixkit.methods.kd import DistillStep, audit, audit_stats, resolve_teacher
 from mixkit.methods.kd.autoaugment import OPS, apply_op, autoaugment
 from mixkit.methods.kd.checkpoints import resolve_run
 from mixkit.methods.kd.config import AuditConfig, KDConfig
@@ -378,7 +379,8 @@ class TestCLI:
         assert (out / "metrics.csv").read_text().startswith("epoch,train_loss")
         for da, loss in (("identity", 2.5), ("cutmix", 2.4)):  # stand-in runs for the scatter
             (students / da).mkdir()
-            (students / da / "summary.json").write_text(json.dumps({"da": da, "test_loss": loss}))
+            stand_in = {"da": da, "test_loss": loss, "teacher_digest": s["teacher_digest"]}
+            (students / da / "summary.json").write_text(json.dumps(stand_in))
         a = tmp_path / "audit"
         argv = ["kd-audit", "--teacher", str(t), "--da", "identity,cutmix,cutmix_pick_t"]
         argv += ["--epochs", "1", "--group", "128", "--no-progress", "--out", str(a)]
@@ -392,6 +394,13 @@ class TestCLI:
         assert set(res["correlation"]) == {"pearson", "spearman", "kendall"}
         assert (a / "tstddev_vs_test_loss.png").stat().st_size > 1000
         assert "| scheme | T. stddev" in capsys.readouterr().out
+        # a student of another teacher in the folder: refused, the run named
+        (students / "other").mkdir()
+        foreign = {"da": "mixup", "test_loss": 2.0, "teacher_digest": "0" * 64}
+        (students / "other" / "summary.json").write_text(json.dumps(foreign))
+        assert main([*argv, "--out", str(tmp_path / "audit2")]) == 2
+        err = capsys.readouterr().err
+        assert "1 run(s) distilled from another teacher" in err and "other" in err
 
     def test_trainer_options(self, tmp_path):
         t = tmp_path / "teacher"
@@ -412,7 +421,9 @@ class TestCLI:
         assert s["train_size"] == 128 and s["da"] == "cutout" and math.isfinite(s["test_loss"])
         rows = (tmp_path / "s" / "metrics.csv").read_text().splitlines()
         assert len(rows) == 3 and ",nan," in rows[1] and ",nan," not in rows[2]
-        again = run(cfg)  # same seed => same student
+        with pytest.raises(ValueError, match="already holds a run"):
+            run(cfg)  # never into an existing run folder by accident
+        again = run(dataclasses.replace(cfg, overwrite=True))  # same seed => same student
         assert again["test_loss"] == s["test_loss"]
 
     def test_errors_exit_2(self, tmp_path, capsys):
@@ -436,14 +447,128 @@ class TestCLI:
             AuditConfig(da=" , ")
 
 
+# ----------------------------------------------------------------------------- any teacher
+@pytest.fixture
+def bare_teacher(tmp_path):
+    """A smallcnn teacher saved as a bare state_dict file (no mixkit run folder beside it)."""
+    torch.manual_seed(3)
+    teacher = models.build_model("smallcnn", 10, 1)
+    path = tmp_path / "weights" / "teacher.pth"
+    path.parent.mkdir()
+    torch.save({"epoch": 240, "model": teacher.state_dict()}, path)  # RepDistiller's layout
+    return path, teacher
+
+
+class TestAnyTeacher:
+    def test_bare_state_dict_teacher_distils_one_epoch(self, tmp_path, bare_teacher):
+        path, teacher = bare_teacher
+        cfg = KDConfig(
+            teacher=str(path), teacher_model="smallcnn", dataset="digits", da="cutmix_pick_t",
+            train_subset=96, batch_size=32, epochs=1, progress=False, out=str(tmp_path / "kd"),
+        )  # fmt: skip
+        s = run(cfg)
+        assert s["teacher_model"] == "smallcnn" and s["train_size"] == 96
+        assert s["teacher_digest"] == distributed.state_digest(teacher)  # the file's weights
+        assert math.isfinite(s["test_loss"]) and (tmp_path / "kd" / "checkpoints").is_dir()
+
+    def test_bare_teacher_needs_teacher_model_and_dataset(self, tmp_path, bare_teacher, capsys):
+        path, _ = bare_teacher
+        assert main(["distill", "--teacher", str(path), "--out", str(tmp_path / "a")]) == 2
+        assert "pass --teacher-model NAME" in capsys.readouterr().err
+        argv = ["kd-audit", "--teacher", str(path), "--teacher-model", "smallcnn"]
+        assert main([*argv, "--out", str(tmp_path / "b")]) == 2
+        assert "pass --dataset" in capsys.readouterr().err
+        assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+    def test_audit_with_a_bare_teacher(self, tmp_path, bare_teacher):
+        path, _ = bare_teacher
+        cfg = AuditConfig(
+            teacher=str(path), teacher_model="smallcnn", dataset="digits", da="identity,cutmix",
+            epochs=1, group=64, train_subset=128, progress=False, out=str(tmp_path / "audit"),
+        )  # fmt: skip
+        res = audit.run_audit(cfg)
+        assert res["teacher_model"] == "smallcnn" and len(res["rows"]) == 2
+
+    def test_run_teacher_conflicts_are_named(self, tmp_path):
+        t = tmp_path / "teacher"
+        (t / "checkpoints").mkdir(parents=True)
+        torch.save({"model": models.build_model("tinycnn", 10, 1).state_dict()},
+                   t / "checkpoints" / "last.pt")  # fmt: skip
+        (t / "config.yaml").write_text("model: tinycnn\ndataset: digits\nseed: 0\n")
+        spec = resolve_teacher(t / "checkpoints" / "last.pt", data_root="/moved")
+        assert (spec.model, spec.dataset, spec.data_root, spec.run_dir) == (
+            "tinycnn", "digits", "/moved", t,
+        )  # fmt: skip
+        with pytest.raises(ValueError, match="teacher_model 'smallcnn' differs from"):
+            resolve_teacher(t, teacher_model="smallcnn")
+        with pytest.raises(ValueError, match="dataset 'mnist5k' differs from"):
+            resolve_teacher(t, dataset="mnist5k")
+
+
+class TestDistillStep:
+    def test_loss_is_kd_loss_of_the_models_outputs(self, digits):
+        torch.manual_seed(0)
+        teacher = models.build_model("tinycnn", 10, 1).train()  # switched to eval by the step
+        student = models.build_model("tinycnn", 10, 1)
+        step = DistillStep(teacher, "cutmix", mean=digits.mean, std=digits.std,
+                           generator=_gen(4))  # fmt: skip
+        x, y = digits.train.x[:16], digits.train.y[:16]
+        out = step(student, x, y)
+        assert not teacher.training and out.x_aug.dtype == torch.uint8
+        assert not torch.equal(out.x_aug, x)
+        ctx = SchemeContext(digits.mean, digits.std)
+        xn, xa = ctx.normalize(x), ctx.normalize(out.x_aug)
+        with torch.no_grad():
+            t, t_aug = teacher(xn), teacher(xa)
+        want = kd_loss(student(xn), t, y, student(xa), t_aug)
+        for k in ("loss", "ce", "kl", "kl_aug"):
+            assert torch.allclose(out.parts[k], want[k], atol=1e-6), k
+        out.loss.backward()  # gradients reach the student only
+        assert all(p.grad is not None for p in student.parameters())
+        assert all(p.grad is None for p in teacher.parameters())
+
+    def test_same_generator_seed_same_bytes(self, digits):
+        torch.manual_seed(0)
+        teacher, student = (models.build_model("tinycnn", 10, 1) for _ in range(2))
+        x, y = digits.train.x[:16], digits.train.y[:16]
+        outs = [
+            DistillStep(teacher, "cutmix_pick_t", mean=digits.mean, std=digits.std,
+                        generator=_gen(9))(student, x, y)
+            for _ in range(2)
+        ]  # fmt: skip
+        assert torch.equal(outs[0].x_aug, outs[1].x_aug) and torch.equal(outs[0].loss, outs[1].loss)
+
+    def test_errors(self, digits):
+        teacher = models.build_model("tinycnn", 10, 1)
+        with pytest.raises(TypeError, match="teacher must be an nn.Module"):
+            DistillStep("resnet56", mean=digits.mean, std=digits.std)
+        with pytest.raises(ValueError, match="da must be one of"):
+            DistillStep(teacher, "rotate", mean=digits.mean, std=digits.std)
+        with pytest.raises(TypeError, match="generator must be a torch.Generator"):
+            DistillStep(teacher, mean=digits.mean, std=digits.std, generator=3)
+
+    @pytest.mark.parametrize("da", ["crop_flip", "autoaugment", "cutmix", "cutmix_pick_s"])
+    def test_trainer_steps_read_nothing_back(self, tmp_path, bare_teacher, da):
+        """On a meta device any host read raises: distillation steps do none."""
+        from mixkit.methods.kd import trainer
+
+        path, _ = bare_teacher
+        cfg = KDConfig(teacher=str(path), teacher_model="smallcnn", dataset="digits", da=da,
+                       train_subset=64, batch_size=16, log_every=10**6, progress=False,
+                       out=str(tmp_path / da))  # fmt: skip
+        env = distributed.DistEnv(device=torch.device("meta"))
+        job = trainer._Distillation(cfg, env)
+        for batch in job.feed.epoch(0, job.local_bs, env, env.device, job.shuffle_gen):
+            job.train_step(batch)
+        assert job.step == 4 and job.sums.total.is_meta and job.sums.count == 64
+
+
 @pytest.mark.slow
 def test_experiment_kd_tiny(tmp_path):
     """``mixkit experiment kd`` end to end on digits (two worker processes)."""
     out = tmp_path / "exp"
     bench = tmp_path / "BENCH.md"
-    bench.write_text(
-        "# b\n\n## 4. Knowledge distillation: T. stddev audit\n\nold\n\n## 5. x\n"
-    )
+    bench.write_text("# b\n\n## 4. Knowledge distillation: T. stddev audit\n\nold\n\n## 5. x\n")
     argv = ["experiment", "kd", "--dataset", "digits", "--teacher-epochs", "2", "--seeds", "0,1"]
     argv += ["--da", "identity,cutmix,cutmix_pick_t", "--student-epochs", "1", "--jobs", "2"]
     argv += ["--audit-epochs", "1", "--train-subset", "256", "--out", str(out), "--write-docs"]

@@ -124,7 +124,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     summary = classify.run(cfg)
     print(
         f"done: test_acc {summary['test_acc']:.4f}  test_loss {summary['test_loss']:.4f}  "
-        f"({summary['train_time_s']} s) -> {cfg.out}"
+        f"({summary['train_time_s']} s) -> {summary.get('out', cfg.out)}"
     )
     return 0
 
@@ -139,7 +139,7 @@ def _cmd_show(args: argparse.Namespace) -> int:
     cfg = config_from_args(args, TrainConfig)
     ds = data.load_dataset(cfg.dataset, cfg.data_root, seed=cfg.seed)
     mixer = build_mixer(cfg, ds.num_classes)
-    path = Path(args.output) if args.output else Path(cfg.out) / "mixed_samples.png"
+    path = Path(args.output) if args.output else Path(cfg.out or "runs/show") / "mixed_samples.png"
     save_grid = plots.save_mix_grid_for
     if isinstance(mixer, RecursiveMix):  # needs a history: shows a few steps
         save_grid = plots.save_recursive_mix_grid
@@ -157,6 +157,7 @@ COMMAND_MODULES: list[str] = [
     "mixkit.recipes.distill",
     "mixkit.recipes.plot",
     "mixkit.recipes.bench",
+    "mixkit.recipes.recipes_cmd",
 ]
 
 

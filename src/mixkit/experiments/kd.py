@@ -64,7 +64,9 @@ class KDExperimentConfig(ExperimentOutput):
     student: str = option("tinycnn", "student network")
     da: str = option(ALL_SCHEMES, "DA schemes distilled with", choices=_scheme_names, listed=True)
     seeds: str = option("0,1,2", "comma-separated student seeds", check=int_list("seeds"))
-    train_subset: int = option(300, "students see the first N training images", at_least=0)
+    train_subset: int = option(
+        300, "students see a class-stratified subset of N training images", at_least=0
+    )
     student_epochs: int = option(40, "student training epochs", at_least=1)
     batch_size: int = option(64, "batch size of teacher, students and audit", at_least=1)
     lr: float = option(0.05, "students' peak learning rate", above=0)
@@ -76,7 +78,9 @@ class KDExperimentConfig(ExperimentOutput):
     per_batch: bool = option(False, "one DA draw per batch (official behaviour)")
     audit_epochs: int = option(3, "passes of the T. stddev audit", at_least=1)
     group: int = option(128, "probability vectors per stddev group", at_least=2)
-    audit_subset: int = option(0, "audit on the first N training images (0: all)", at_least=0)
+    audit_subset: int = option(
+        0, "audit on a class-stratified subset of N training images (0: all)", at_least=0
+    )
     audit_student: str = option(
         "identity", "scheme of the student whose checkpoint the audit reads", choices=_scheme_names
     )
@@ -166,6 +170,7 @@ def _train_teacher(cfg: KDExperimentConfig, tdir: Path) -> tuple[dict[str, Any],
                 model=cfg.teacher_model,
                 epochs=cfg.teacher_epochs,
                 out=str(tdir),
+                overwrite=True,  # a rerun replaces an unfinished teacher run
                 progress=False,
                 grid_samples=0,
             )
@@ -192,6 +197,7 @@ def _student_jobs(
             if not cfg.force and (run_dir / "summary.json").is_file():
                 continue
             kd = KDConfig(
+                overwrite=True,  # only unfinished (or --force) runs get here
                 teacher=str(teacher_ckpt),
                 student=cfg.student,
                 da=scheme,
@@ -231,6 +237,7 @@ def _audit(
     audit_name = names.get(cfg.audit_student, cfg.audit_student)
     audit_student = out / "students" / f"{audit_name}_s{cfg.seed_list[0]}"
     acfg = AuditConfig(
+        overwrite=True,  # the audit is recomputed on every experiment run
         teacher=str(teacher_ckpt),
         da=",".join(cfg.schemes),
         student_ckpt=str(audit_student / "checkpoints" / "last.pt"),

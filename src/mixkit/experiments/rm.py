@@ -139,6 +139,7 @@ def _train_one(cfg_dict: dict[str, Any], threads: int) -> dict[str, Any]:
         ):
             return json.loads(summary_path.read_text())
     torch.set_num_threads(threads)
+    cfg_dict["overwrite"] = True  # not finished with this config: train it again
     return classify.run(TrainConfig(**cfg_dict))
 
 

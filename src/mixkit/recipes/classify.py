@@ -1,9 +1,13 @@
 """Classification with a mixing augmentation (``mixkit train``), top to bottom:
 
-data (uint8 in memory) -> [crop+flip] -> float -> mixer -> model -> soft-target CE -> SGD
-with cosine LR; per-epoch test evaluation, metrics.csv, summary.json, a grid of mixed
-samples and an atomic checkpoint (``--checkpoint-every N`` also mid-epoch; ``--resume``
-continues from it to the same bytes). Under ``torchrun`` it trains data-parallel.
+data (embedded uint8 in memory, or on-disk CIFAR / ImageFolder through DataLoader workers)
+-> uint8 batch on the device -> [crop+flip | random-resized crop+flip] -> normalise -> mixer
+-> model (any zoo or plug-in model, optional ``--weights``) -> soft-target CE under
+``--amp`` -> SGD with a cosine or step LR; per-epoch test evaluation, metrics.csv,
+steps.csv every ``log_every`` steps (the only per-step host reads), summary.json, a grid of
+mixed samples and an atomic checkpoint (``--checkpoint-every N`` also mid-epoch;
+``--resume`` continues from it to the same bytes). Under ``torchrun`` it trains
+data-parallel. Without ``--out`` each run gets a new folder ``runs/train/expN``.
 """
 
 from __future__ import annotations
@@ -16,83 +20,38 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from mixkit import augment, data, distributed, losses, models, plots, resume
-from mixkit.config import TrainConfig
+from mixkit import accel, augment, distributed, feeds, plots, resume, runs
+from mixkit.config import TrainConfig, parse_milestones
 from mixkit.methods import recursivemix
+from mixkit.recipes.classify_model import TrainLoss, build_mixer, build_model
 from mixkit.train import (
     MetricsWriter,
     atomic_save,
     build_optimizer,
-    cosine_lr,
     evaluate,
+    feature_width,
     load_checkpoint,
+    lr_at,
     seed_everything,
     write_json,
 )
 
+__all__ = ["RESUME_IGNORES", "build_mixer", "run"]
 
-def build_mixer(cfg: TrainConfig, num_classes: int) -> augment.MixTransform | None:
-    """The mixer named by ``cfg.aug`` with the config's arguments (each maps to one kwarg)."""
-    per_aug: dict[str, dict[str, Any]] = {
-        "mixup": {"alpha": cfg.alpha},
-        "cutmix": {"alpha": cfg.alpha},
-        "fmix": {"alpha": cfg.alpha},
-        "resizemix": {"scope": cfg.resizemix_scope},
-        "cutout": {"length": cfg.cutout_length},
-        "mixup_cutmix": {
-            "mixup_alpha": cfg.alpha,
-            "cutmix_alpha": cfg.alpha,
-            "switch_prob": cfg.switch_prob,
-        },
-    }
-    if cfg.aug == "recursivemix":  # stateful (history of batches), see mixkit.methods.recursivemix
-        return recursivemix.RecursiveMix(
-            cfg.rm_alpha,
-            cfg.rm_interpolation,
-            cfg.rm_per_sample,
-            p=cfg.p,
-            num_classes=num_classes,
-            label_smoothing=cfg.label_smoothing,
-            generator=torch.Generator().manual_seed(cfg.seed + 1),
-        )
-    if cfg.aug not in augment.AUGMENTS or cfg.aug == "classmix":
-        valid = sorted(set(augment.AUGMENTS) - {"classmix"} | {"recursivemix"})
-        raise ValueError(f"aug must be one of {valid} for classification, got {cfg.aug!r}")
-    if cfg.aug == "none":
-        return None
-    return augment.build_augment(
-        cfg.aug,
-        p=cfg.p,
-        mode=cfg.mode,
-        num_classes=num_classes,
-        label_smoothing=cfg.label_smoothing,
-        generator=torch.Generator().manual_seed(cfg.seed + 1),
-        **per_aug[cfg.aug],
-    )
-
-
-class _TrainLoss(torch.nn.Module):
-    """Model (+ RecursiveMix's ROI head) -> loss in one forward, so DistributedDataParallel
-    sees every parameter that gets a gradient."""
-
-    def __init__(self, model: torch.nn.Module, rm: recursivemix.RecursiveMixStep | None) -> None:
-        super().__init__()
-        self.model, self.rm = model, rm
-
-    def forward(self, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        if self.rm is not None:
-            return self.rm(self.model, x, y).loss
-        return losses.soft_target_cross_entropy(self.model(x), target)
+EVAL_BATCH = 512
 
 
 # Config keys that may change between a run and its resumption (the rest must match).
 RESUME_IGNORES = frozenset(
-    {"resume", "checkpoint_every", "progress", "out", "device", "grid_samples"}
+    {"resume", "checkpoint_every", "progress", "out", "device", "grid_samples", "overwrite"}
+    | {"workers", "log_every", "recipe"}
 )
 
 
 def run(cfg: TrainConfig) -> dict[str, Any]:
-    """Train, evaluate and write the run directory ``cfg.out``. Returns the summary dict.
+    """Train, evaluate and write the run folder (``cfg.out``, or a new ``runs/train/expN``;
+    an existing run folder needs ``resume`` or ``overwrite``). Returns the summary dict
+    (``out``: the folder).
 
     Under ``torchrun`` (``WORLD_SIZE > 1``) this is data-parallel: ``cfg.batch_size`` is the
     global batch, split evenly over the ranks; see :mod:`mixkit.distributed`."""
@@ -100,46 +59,54 @@ def run(cfg: TrainConfig) -> dict[str, Any]:
 
 
 def _train(cfg: TrainConfig, env: distributed.DistEnv) -> dict[str, Any]:
-    r = _setup(cfg, env)
+    distributed.check_global_batch(cfg.batch_size, env)
+    out = runs.resolve_run_dir(
+        cfg.out, "runs/train", resume=cfg.resume, overwrite=cfg.overwrite, env=env
+    )
+    r = _setup(dataclasses.replace(cfg, out=str(out)), env)
     if cfg.resume:
         _restore(r)
     _open_logs(r)
     r.start = time.time() - r.elapsed
-    for epoch in range(r.start_epoch, cfg.epochs):
-        _train_epoch(r, epoch)
-        row = _test_epoch(r, epoch)
-        _log_epoch(r, row)
-        _save_checkpoint(r, epoch + 1, 0, r.shuffle_gen.get_state())
-    return _finish(r)
+    try:
+        for epoch in range(r.start_epoch, cfg.epochs):
+            _train_epoch(r, epoch)
+            row = _test_epoch(r, epoch)
+            _log_epoch(r, row)
+            _save_checkpoint(r, epoch + 1, 0, r.shuffle_gen.get_state())
+        return _finish(r)
+    finally:
+        r.feed.close()
 
 
 @dataclasses.dataclass
 class _Run:
     """One training run: what ``_setup`` builds, then the loop state a checkpoint holds
-    (loader position, step, running loss, per-epoch metrics)."""
+    (loader position, step, on-device loss sums, per-epoch metrics)."""
 
     cfg: TrainConfig
     env: distributed.DistEnv
-    ds: data.Dataset
-    model: torch.nn.Module
+    feed: feeds.Feed
+    net: torch.nn.Module  # the model as built (its state_dict is the checkpoint's "model")
+    model: torch.nn.Module  # net, or net adapted to features/head for RecursiveMix
     mixer: augment.MixTransform | None
     rm: recursivemix.RecursiveMixStep | None
     optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
     loss_fn: torch.nn.Module
     shuffle_gen: torch.Generator
     crop_gen: torch.Generator
     generators: dict[str, torch.Generator]
     local_bs: int
     steps_per_epoch: int
-    total_steps: int
-    warmup: int
-    test_split: data.Split
+    log_every: int
+    epoch_sums: accel.DeviceSums  # loss x batch size of the current epoch (this rank)
+    window: accel.DeviceSums  # the same since the last steps.csv row
     epoch_state: torch.Tensor  # shuffle generator state at the start of the current epoch
     start_epoch: int = 0
     start_batch: int = 0
     step: int = 0
-    loss_sum: float = 0.0
-    seen: int = 0
+    lr: float = 0.0
     elapsed: float = 0.0
     start: float = 0.0
     history: list[dict[str, Any]] = dataclasses.field(default_factory=list)
@@ -154,65 +121,64 @@ class _Run:
     def ckpt_path(self) -> Path:
         return self.out / "checkpoints" / "last.pt"
 
+    def lr_of(self, step: int) -> float:
+        cfg = self.cfg
+        return lr_at(
+            cfg.lr, step, steps_per_epoch=self.steps_per_epoch,
+            total_steps=cfg.epochs * self.steps_per_epoch,
+            warmup_steps=int(cfg.warmup_epochs * self.steps_per_epoch),
+            schedule=cfg.lr_schedule, milestones=parse_milestones(cfg.lr_milestones),
+            gamma=cfg.lr_gamma,
+        )  # fmt: skip
+
 
 def _setup(cfg: TrainConfig, env: distributed.DistEnv) -> _Run:
     """Run directory, data, model, mixer, optimizer and the seeded generators."""
-    distributed.check_global_batch(cfg.batch_size, env)
+    feed = feeds.open_feed(
+        cfg.dataset, cfg.data_root, seed=cfg.seed, image_size=cfg.image_size,
+        workers=cfg.workers, device=env.device,
+    ).subset(cfg.train_subset, cfg.seed)  # fmt: skip
     distributed.start_run_dir(Path(cfg.out), cfg, env)
-    seed_everything(cfg.seed)  # same model init on every rank
-    ds = data.load_dataset(cfg.dataset, cfg.data_root, seed=cfg.seed)
-    model = models.build_model(cfg.model, ds.num_classes, ds.in_channels).to(env.device)
-    if cfg.sync_bn:  # global-batch BN statistics across ranks (no-op on one rank)
-        model = distributed.sync_batchnorm(model, env)
+    net, model = build_model(cfg, feed, env)
     if env.rank:  # per-rank streams (dropout, mixer, crops); rank 0 keeps the plain-run seeds
         seed_everything(distributed.rank_seed(cfg.seed, env.rank))
-    mixer = build_mixer(cfg, ds.num_classes)
+    mixer = build_mixer(cfg, feed.num_classes)
     if env.rank and mixer is not None and mixer.generator is not None:
         mixer.generator.manual_seed(distributed.rank_seed(cfg.seed + 1, env.rank))
     # RecursiveMix: history + ROI consistency head, one step call (mixkit.methods.recursivemix)
     rm = None
     if isinstance(mixer, recursivemix.RecursiveMix):
-        rm = recursivemix.RecursiveMixStep(mixer, model.feature_dim, cfg.rm_omega).to(env.device)
+        width = feature_width(model, feed.preview(1).train.x[:1], feed.normalize, env.device)
+        rm = recursivemix.RecursiveMixStep(mixer, width, cfg.rm_omega).to(env.device)
+    if cfg.compile:
+        accel.compile_model(model, split=rm is not None)
     trained = model if rm is None else torch.nn.ModuleList([model, rm])
-    optimizer = build_optimizer(trained, cfg.lr, cfg.momentum, cfg.weight_decay)
-    loss_fn = distributed.wrap_ddp(
-        _TrainLoss(model, rm), env, find_unused_parameters=rm is not None
-    )
+    optimizer = build_optimizer(
+        trained, cfg.lr, cfg.momentum, cfg.weight_decay,
+        nesterov=cfg.nesterov, weight_decay_all=cfg.weight_decay_all,
+    )  # fmt: skip
+    loss_fn = distributed.wrap_ddp(TrainLoss(model, rm), env, find_unused_parameters=rm is not None)
     shuffle_gen = torch.Generator().manual_seed(cfg.seed)  # one global permutation: same seed
     crop_gen = torch.Generator().manual_seed(distributed.rank_seed(cfg.seed + 2, env.rank))
     local_bs = cfg.batch_size // env.world_size
-    n_local = len(distributed.shard_order(len(ds.train), env.rank, env.world_size))
-    steps_per_epoch = -(-n_local // local_bs)
-    test_split = ds.test
-    if env.distributed:  # each rank evaluates every world_size-th test image; sums reduced
-        idx = torch.arange(len(ds.test))[env.rank :: env.world_size]
-        test_split = data.Split(ds.test.x[idx], ds.test.y[idx])
     return _Run(
-        cfg=cfg,
-        env=env,
-        ds=ds,
-        model=model,
-        mixer=mixer,
-        rm=rm,
-        optimizer=optimizer,
-        loss_fn=loss_fn,
-        shuffle_gen=shuffle_gen,
-        crop_gen=crop_gen,
+        cfg=cfg, env=env, feed=feed, net=net, model=model, mixer=mixer, rm=rm,
+        optimizer=optimizer, scaler=accel.grad_scaler(env.device, cfg.amp), loss_fn=loss_fn,
+        shuffle_gen=shuffle_gen, crop_gen=crop_gen,
         generators={"crop": crop_gen, **resume.module_generators(mixer, "mixer.")},
-        local_bs=local_bs,
-        steps_per_epoch=steps_per_epoch,
-        total_steps=cfg.epochs * steps_per_epoch,
-        warmup=int(cfg.warmup_epochs * steps_per_epoch),
-        test_split=test_split,
+        local_bs=local_bs, steps_per_epoch=feed.steps_per_epoch(local_bs, env),
+        log_every=accel.log_interval(cfg.log_every, env.device),
+        epoch_sums=accel.DeviceSums(["loss"], env.device),
+        window=accel.DeviceSums(["loss"], env.device),
         epoch_state=shuffle_gen.get_state(),
-    )
+    )  # fmt: skip
 
 
 def _restore(r: _Run) -> None:
     """``--resume``: weights, optimizer, loop state and, per rank, every RNG / generator
-    state from the checkpoint (mixkit.resume); the config must match."""
+    state and loss sum from the checkpoint (mixkit.resume); the config must match."""
     ckpt = load_checkpoint(r.ckpt_path)
-    if "ranks" not in ckpt or "config" not in ckpt:
+    if "ranks" not in ckpt or "config" not in ckpt or "sums" not in ckpt["ranks"][0]:
         raise ValueError(f"checkpoint {r.ckpt_path} holds no resume state (older mixkit?)")
     resume.check_resume_config(ckpt["config"], dataclasses.asdict(r.cfg), RESUME_IGNORES)
     if len(ckpt["ranks"]) != r.env.world_size:
@@ -220,15 +186,18 @@ def _restore(r: _Run) -> None:
             f"resume: checkpoint {r.ckpt_path} was written by {len(ckpt['ranks'])} ranks, "
             f"this run has {r.env.world_size}"
         )
-    r.model.load_state_dict(ckpt["model"])
+    r.net.load_state_dict(ckpt["model"])
     r.optimizer.load_state_dict(ckpt["optimizer"])
+    r.scaler.load_state_dict(ckpt["scaler"])
     mine = ckpt["ranks"][r.env.rank]
     if r.rm is not None:
         r.rm.load_state_dict(mine["recursivemix"])
     resume.restore_rng(mine["rng"], r.generators)
+    r.epoch_sums.load_state_dict(mine["sums"])
+    r.window.load_state_dict(mine["window"])
     r.start_epoch, r.start_batch, r.step = ckpt["epoch"], ckpt["batch"], ckpt["step"]
-    r.loss_sum, r.seen, r.elapsed = ckpt["train_loss_sum"], ckpt["train_seen"], ckpt["elapsed_s"]
-    r.epoch_state, r.history = ckpt["shuffle_state"], list(ckpt["metrics"])
+    r.elapsed, r.epoch_state = ckpt["elapsed_s"], ckpt["shuffle_state"]
+    r.history = list(ckpt["metrics"])
 
 
 def _open_logs(r: _Run) -> None:
@@ -256,14 +225,12 @@ def _train_epoch(r: _Run, epoch: int) -> None:
     first = r.start_batch if epoch == r.start_epoch else 0
     if first == 0:
         r.epoch_state = r.shuffle_gen.get_state()
-        r.loss_sum, r.seen = 0.0, 0
+        r.epoch_sums.reset()
         if r.rm is not None:
             r.rm.reset()  # official RecursiveMix: history restarts every epoch (λ=1 first)
     else:
         r.shuffle_gen.set_state(r.epoch_state)
-    batches = distributed.iterate_shard(
-        r.ds.train, r.local_bs, r.env, shuffle=True, generator=r.shuffle_gen, start_batch=first
-    )
+    batches = r.feed.epoch(epoch, r.local_bs, r.env, r.env.device, r.shuffle_gen, first)
     bar = tqdm(
         batches,
         total=r.steps_per_epoch,
@@ -272,54 +239,63 @@ def _train_epoch(r: _Run, epoch: int) -> None:
         disable=not (cfg.progress and r.env.is_main),
         leave=False,
     )
-    for b, (xb, yb) in enumerate(bar, start=first):
-        _train_step(r, xb, yb, epoch)
-        bar.set_postfix(loss=f"{r.loss_sum / r.seen:.4f}")
+    for b, batch in enumerate(bar, start=first):
+        _train_step(r, batch)
+        if r.step % r.log_every == 0 or b + 1 == r.steps_per_epoch:
+            _log_steps(r, epoch, bar)
         if cfg.checkpoint_every and r.step % cfg.checkpoint_every == 0:
             if b + 1 < r.steps_per_epoch:  # the epoch-end checkpoint follows otherwise
                 _save_checkpoint(r, epoch, b + 1, r.epoch_state)
 
 
-def _train_step(r: _Run, xb: torch.Tensor, yb: torch.Tensor, epoch: int) -> None:
-    """[crop+flip] -> float -> mixer -> loss -> SGD step at the cosine LR; logs the step."""
+def _train_step(r: _Run, batch: feeds.Batch) -> None:
+    """[crop+flip] -> normalise -> mixer -> loss (autocast) -> SGD step; the loss is only
+    added to the on-device sums (no host read)."""
     cfg, device = r.cfg, r.env.device
-    if cfg.crop_flip:
-        xb = data.random_crop_flip(xb, 4, r.crop_gen)
-    x = data.to_float(xb.to(device), r.ds.mean, r.ds.std)
-    y = yb.to(device)
-    lr = cosine_lr(cfg.lr, r.step, r.total_steps, r.warmup)
+    xb = r.feed.view(batch.x, "crop_flip" if cfg.crop_flip else "none", r.crop_gen)
+    x, y = accel.to_memory_format(r.feed.normalize(xb), cfg.channels_last), batch.y
+    r.lr = r.lr_of(r.step)
     for group in r.optimizer.param_groups:
-        group["lr"] = lr
+        group["lr"] = r.lr
     target = y
     if r.mixer is not None and r.rm is None:
         x, target = r.mixer(x, y)
-    loss = r.loss_fn(x, y, target)
+        x = accel.to_memory_format(x, cfg.channels_last)
+    with accel.autocast(device, cfg.amp):
+        loss = r.loss_fn(x, y, target)
     r.optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    r.optimizer.step()
+    r.scaler.scale(loss).backward()
+    r.scaler.step(r.optimizer)
+    r.scaler.update()
     r.step += 1
-    step_sum, n = distributed.all_reduce_sum([float(loss.detach()) * len(y), len(y)], r.env)
-    r.loss_sum += step_sum
-    r.seen += int(n)
+    r.epoch_sums.add([loss], len(y))
+    r.window.add([loss], len(y))
+
+
+def _log_steps(r: _Run, epoch: int, bar: tqdm) -> None:
+    """One steps.csv row: the mean loss since the last row (a host read, summed over the
+    ranks), the LR of the last step."""
+    sums, n = r.window.read(r.env)
+    r.window.reset()
+    bar.set_postfix(loss=f"{sums['loss'] / n:.4f}")
     if r.env.is_main:
-        r.step_writer.write({"step": r.step, "epoch": epoch + 1, "loss": step_sum / n, "lr": lr})
+        row = {"step": r.step, "epoch": epoch + 1, "loss": sums["loss"] / n, "lr": r.lr}
+        r.step_writer.write(row)
 
 
 def _test_epoch(r: _Run, epoch: int) -> dict[str, Any]:
     """Test accuracy and loss (summed over the ranks' test shards) -> the epoch's row."""
-
-    def test_batches():
-        for xb, yb in data.iterate_batches(r.test_split, 512, shuffle=False):
-            yield data.to_float(xb, r.ds.mean, r.ds.std), yb
-
-    local = evaluate(r.model, test_batches(), r.env.device)
-    n_test = len(r.test_split)
+    cfg, env = r.cfg, r.env
+    batches = r.feed.test_batches(EVAL_BATCH, env, env.device)
+    local = evaluate(r.model, batches, env.device, amp=cfg.amp, channels_last=cfg.channels_last)
+    n_test = r.feed.test_size(env)
     acc_sum, test_loss_sum, n_all = distributed.all_reduce_sum(
-        [local["acc"] * n_test, local["loss"] * n_test, n_test], r.env
+        [local["acc"] * n_test, local["loss"] * n_test, n_test], env
     )
+    sums, seen = r.epoch_sums.read(env)
     row = {
         "epoch": epoch + 1,
-        "train_loss": r.loss_sum / r.seen,
+        "train_loss": sums["loss"] / seen,
         "test_loss": test_loss_sum / n_all,
         "test_acc": acc_sum / n_all,
         "lr": r.optimizer.param_groups[0]["lr"],
@@ -341,22 +317,26 @@ def _log_epoch(r: _Run, row: dict[str, Any]) -> None:
 
 
 def _save_checkpoint(r: _Run, epochs_done: int, batch: int, shuffle_state: torch.Tensor) -> None:
-    """Collective (every rank gathers its RNG states); rank 0 writes ``last.pt`` atomically."""
-    mine = {"rng": resume.capture_rng(r.generators)}
+    """Collective (every rank gathers its RNG states and loss sums); rank 0 writes
+    ``last.pt`` atomically."""
+    mine = {
+        "rng": resume.capture_rng(r.generators),
+        "sums": r.epoch_sums.state_dict(),
+        "window": r.window.state_dict(),
+    }
     if r.rm is not None:
         mine["recursivemix"] = r.rm.state_dict()
     ranks = distributed.all_gather_object(mine, r.env)
     if not r.env.is_main:
         return
     state = {
-        "model": r.model.state_dict(),
+        "model": r.net.state_dict(),
         "optimizer": r.optimizer.state_dict(),
+        "scaler": r.scaler.state_dict(),
         "epoch": epochs_done,
         "batch": batch,
         "step": r.step,
         "shuffle_state": shuffle_state,
-        "train_loss_sum": r.loss_sum,
-        "train_seen": r.seen,
         "elapsed_s": time.time() - r.start,
         "metrics": r.history,
         "config": dataclasses.asdict(r.cfg),
@@ -379,12 +359,14 @@ def _finish(r: _Run) -> dict[str, Any]:
         "dataset": cfg.dataset,
         "model": cfg.model,
         "seed": cfg.seed,
+        "out": cfg.out,
     }
-    distributed.finish_summary(summary, env, r.start, r.model)
+    distributed.finish_summary(summary, env, r.start, r.net)
     if env.is_main:
         write_json(summary, r.out / "summary.json")
         if cfg.grid_samples > 0:
             save_grid = plots.save_mix_grid_for if r.rm is None else plots.save_recursive_mix_grid
             path = r.out / "plots" / "mixed_samples.png"
-            save_grid(r.ds, r.mixer, cfg.grid_samples, path, seed=cfg.seed)
+            preview = r.feed.preview(3 * cfg.grid_samples)  # RecursiveMix shows 3 steps
+            save_grid(preview, r.mixer, cfg.grid_samples, path, seed=cfg.seed)
     return summary

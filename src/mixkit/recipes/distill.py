@@ -4,6 +4,9 @@
     mixkit distill --teacher runs/teacher/checkpoints/last.pt --student tinycnn \\
         --da cutmix_pick --pick-criterion teacher_entropy --out runs/kd_cmp
     mixkit kd-audit --teacher runs/teacher/checkpoints/last.pt --da identity,cutmix,cutmix_pick_t
+    mixkit distill --teacher resnet56.pth --teacher-model resnet56 --dataset cifar100 \\
+        --data-root DATA --student resnet20                          # any state_dict teacher
+    mixkit distill --recipe kd_cifar100_resnet56_resnet20 --teacher resnet56.pth --data-root DATA
 
 ``torchrun --nproc_per_node 2 -m mixkit distill ...`` distils data-parallel (``--batch-size``
 is the global batch). The trainer, schemes and audit live in ``mixkit.methods.kd``; this
@@ -43,7 +46,7 @@ def _cmd_distill(args: argparse.Namespace) -> int:
     print(
         f"done: {s['da']} -> {s['student']}: test_acc {s['test_acc']:.4f}  "
         f"test_loss {s['test_loss']:.4f}  (teacher {s['teacher_test_acc']:.4f}; "
-        f"{s['train_time_s']} s) -> {cfg.out}"
+        f"{s['train_time_s']} s) -> {s['out']}"
     )
     return 0
 
@@ -56,9 +59,9 @@ def _cmd_audit(args: argparse.Namespace) -> int:
 
     cfg = config_from_args(args, AuditConfig)
     res = audit.run_audit(cfg)
-    print((Path(cfg.out) / "audit.md").read_text(), end="")
+    print((Path(res["out"]) / "audit.md").read_text(), end="")
     print(
-        f"wrote {cfg.out}/audit.md, audit.json, audit.csv"
+        f"wrote {res['out']}/audit.md, audit.json, audit.csv"
         + (f", {res['scatter']}" if "scatter" in res else "")
     )
     return 0

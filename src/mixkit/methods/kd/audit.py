@@ -17,6 +17,7 @@ values (official: rows of 6400 values, 100 rows).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from collections import defaultdict
@@ -31,9 +32,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from mixkit import data
+from mixkit import accel, distributed, feeds, runs
 from mixkit.methods.kd.audit_stats import ChunkMeans, ce_covariance, correlations, t_stddev
-from mixkit.methods.kd.batches import base_augment, index_batches, predict_logits, subset
+from mixkit.methods.kd.batches import predict_logits
 from mixkit.methods.kd.checkpoints import load_student, load_teacher, resolve_run
 from mixkit.methods.kd.config import AuditConfig
 from mixkit.methods.kd.schemes import (
@@ -54,11 +55,13 @@ def _teacher_views(
     xb: Tensor,
     t_cached: Tensor | None,
     generator: torch.Generator,
+    channels_last: bool = False,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """Normalised x and x′ = scheme(x), and the teacher's logits on both (``t_cached``: the
     logits on x when x is fixed; x′'s are reused when the scheme computed them)."""
     xa = scheme(xb, generator, ctx)
-    x, x_aug = ctx.normalize(xb), ctx.normalize(xa)
+    x = accel.to_memory_format(ctx.normalize(xb), channels_last)
+    x_aug = accel.to_memory_format(ctx.normalize(xa), channels_last)
     t = t_cached if t_cached is not None else teacher(x)
     t_aug = t if isinstance(scheme, Identity) else teacher_logits_of_last(scheme)
     t_aug = teacher(x_aug) if t_aug is None else t_aug
@@ -92,7 +95,7 @@ def _audit_result(
 @torch.no_grad()
 def audit_scheme(
     teacher: nn.Module,
-    train: data.Split,
+    feed: feeds.MemoryFeed | feeds.LoaderFeed,
     scheme: Scheme,
     ctx: SchemeContext,
     *,
@@ -105,9 +108,12 @@ def audit_scheme(
     seed: int = 0,
     student: nn.Module | None = None,
     device: str | torch.device = "cpu",
+    amp: str = "off",
+    channels_last: bool = False,
     progress: bool = False,
 ) -> dict[str, Any]:
-    """T. stddev of ``scheme`` (and the CE covariance when ``student`` is given).
+    """T. stddev of ``scheme`` over ``epochs`` passes of the feed's training set (and the CE
+    covariance when ``student`` is given), under ``amp`` autocast.
 
     The shuffle, loader transform and scheme draws use generators seeded from ``seed``, so
     every scheme sees the same batches (common random numbers)."""
@@ -115,19 +121,22 @@ def audit_scheme(
     base_gen = torch.Generator().manual_seed(seed + 1)
     scheme_gen = torch.Generator().manual_seed(seed + 2)
     teacher.eval()
-    cached = predict_logits(teacher, train.x, ctx, device) if base_aug == "none" else None
+    device = torch.device(device)
+    cached = predict_logits(teacher, feed, device, amp=amp) if base_aug == "none" else None
     probs = ChunkMeans(group)
     ces = ChunkMeans(group, keep_rows=True) if student is not None else None
     ent_sum, n_aug = 0.0, 0
-    steps = epochs * -(-len(train) // batch_size)
-    bar = tqdm(total=steps, desc=scheme.name, disable=not progress, leave=False)
-    for _ in range(epochs):
-        for idx in index_batches(len(train), batch_size, shuffle_gen):
-            xb = base_augment(train.x.index_select(0, idx), base_aug, crop_pad, base_gen)
-            t_cached = None if cached is None else cached.index_select(0, idx).to(device)
-            x, x_aug, t, t_aug = _teacher_views(
-                teacher, scheme, ctx, xb.to(device), t_cached, scheme_gen
-            )
+    env = distributed.DistEnv()
+    bar = tqdm(total=epochs * feed.steps_per_epoch(batch_size, env), desc=scheme.name,
+               disable=not progress, leave=False)  # fmt: skip
+    for epoch in range(epochs):
+        for batch in feed.epoch(epoch, batch_size, env, device, shuffle_gen):
+            xb = feed.view(batch.x, base_aug, base_gen, crop_pad)
+            t_cached = None if cached is None else cached.index_select(0, batch.idx).to(device)
+            with accel.autocast(device, amp):
+                x, x_aug, t, t_aug = _teacher_views(
+                    teacher, scheme, ctx, xb, t_cached, scheme_gen, channels_last
+                )
             if include_clean:
                 probs.add(F.softmax(t.float(), 1))
             probs.add(F.softmax(t_aug.float(), 1))
@@ -135,27 +144,46 @@ def audit_scheme(
             n_aug += t_aug.shape[0]
             if ces is not None:
                 for xx, tt in ((x, t), (x_aug, t_aug)):
-                    logp_s = F.log_softmax(student(xx).float(), 1)
+                    with accel.autocast(device, amp):
+                        logp_s = F.log_softmax(student(xx).float(), 1)
                     ces.add(-(F.softmax(tt.float(), 1) * logp_s).sum(1))
             bar.update(1)
     bar.close()
     return _audit_result(scheme, probs, ces, group, epochs, ent_sum, n_aug)
 
 
-def collect_student_runs(folder: str | Path) -> dict[str, list[float]]:
+def collect_student_runs(
+    folder: str | Path, teacher_digest: str | None = None
+) -> dict[str, list[float]]:
     """``{scheme: [test_loss, ...]}`` from every ``summary.json`` of ``mixkit distill`` runs
-    under ``folder``."""
+    under ``folder``. With ``teacher_digest`` (the SHA-256 of the audited teacher's weights,
+    :func:`mixkit.distributed.state_digest`) every run must have been distilled from that
+    teacher: a ValueError names the runs of other (or unrecorded) teachers."""
     root = Path(folder)
     if not root.is_dir():
         raise FileNotFoundError(f"students folder not found: {root}")
-    runs: dict[str, list[float]] = defaultdict(list)
+    found: dict[str, list[float]] = defaultdict(list)
+    foreign = []
     for f in sorted(root.rglob("summary.json")):
         s = json.loads(f.read_text())
-        if "da" in s and s.get("test_loss") is not None:
-            runs[s["da"]].append(float(s["test_loss"]))
-    if not runs:
+        if "da" not in s or s.get("test_loss") is None:
+            continue
+        if teacher_digest is not None and s.get("teacher_digest") != teacher_digest:
+            foreign.append(str(f.parent))
+            continue
+        found[s["da"]].append(float(s["test_loss"]))
+    if foreign:
+        shown = ", ".join(foreign[:5]) + (
+            f" (+{len(foreign) - 5} more)" if len(foreign) > 5 else ""
+        )
+        raise ValueError(
+            f"students folder {root} holds {len(foreign)} run(s) distilled from another "
+            f"teacher (or one not recorded) than the audited one: {shown}; audit each "
+            "teacher's students in a folder of their own"
+        )
+    if not found:
         raise ValueError(f"students folder {root} holds no `mixkit distill` summary.json")
-    return dict(runs)
+    return dict(found)
 
 
 def _audit_one(cfg: AuditConfig, name: str) -> dict[str, Any]:
@@ -163,26 +191,32 @@ def _audit_one(cfg: AuditConfig, name: str) -> dict[str, Any]:
     if cfg.jobs > 1:
         torch.set_num_threads(1)
     device = torch.device(cfg.device)
-    teacher, ds, _ = load_teacher(cfg.teacher, device)
-    student = load_student(cfg.student_ckpt, ds, device) if cfg.student_ckpt else None
-    ctx = SchemeContext(ds.mean, ds.std, teacher, student, cfg.temperature)
+    spec = cfg.teacher_spec()
+    feed = feeds.open_feed(
+        spec.dataset, spec.data_root, seed=spec.split_seed, image_size=cfg.image_size,
+        workers=cfg.workers, device=device,
+    )  # fmt: skip
+    teacher = load_teacher(spec, feed.num_classes, feed.in_channels, device)
+    student = None
+    if cfg.student_ckpt:
+        student = load_student(cfg.student_ckpt, feed.num_classes, feed.in_channels, device)
+    if cfg.channels_last:
+        for model in (teacher, student):
+            if model is not None:
+                model.to(memory_format=torch.channels_last)
+    ctx = SchemeContext(feed.mean, feed.std, teacher, student, cfg.temperature)
     t0 = time.time()
-    row = audit_scheme(
-        teacher,
-        subset(ds.train, cfg.train_subset),
-        build_scheme(name, **cfg.scheme_options()),
-        ctx,
-        epochs=cfg.epochs,
-        batch_size=cfg.batch_size,
-        group=cfg.group,
-        include_clean=cfg.include_clean,
-        base_aug=cfg.base_aug,
-        crop_pad=cfg.crop_pad,
-        seed=cfg.seed,
-        student=student,
-        device=device,
-        progress=cfg.progress and cfg.jobs == 1,
-    )
+    try:
+        row = audit_scheme(
+            teacher, feed.subset(cfg.train_subset, spec.split_seed),
+            build_scheme(name, **cfg.scheme_options()), ctx, epochs=cfg.epochs,
+            batch_size=cfg.batch_size, group=cfg.group, include_clean=cfg.include_clean,
+            base_aug=cfg.base_aug, crop_pad=cfg.crop_pad, seed=cfg.seed, student=student,
+            device=device, amp=cfg.amp, channels_last=cfg.channels_last,
+            progress=cfg.progress and cfg.jobs == 1,
+        )  # fmt: skip
+    finally:
+        feed.close()
     row["time_s"] = round(time.time() - t0, 2)
     if cfg.progress:
         print(f"{row['scheme']:>16}  T. stddev {row['t_stddev']:.6f}  ({row['time_s']} s)")
@@ -207,17 +241,31 @@ def _add_student_losses(rows: list[dict[str, Any]], runs: dict[str, list[float]]
             row["runs"] = len(losses)
 
 
+def _teacher_digest(cfg: AuditConfig) -> str:
+    """SHA-256 of the audited teacher's weights (what ``mixkit distill`` records)."""
+    spec = cfg.teacher_spec()
+    feed = feeds.open_feed(spec.dataset, spec.data_root, seed=spec.split_seed, workers=0)
+    try:
+        return distributed.state_digest(load_teacher(spec, feed.num_classes, feed.in_channels))
+    finally:
+        feed.close()
+
+
 def run_audit(cfg: AuditConfig) -> dict[str, Any]:
     """Audit every scheme of ``cfg.da`` (``cfg.jobs`` worker processes); write
-    ``audit.json``, ``audit.md``, ``audit.csv`` and, with ``cfg.students``,
-    ``tstddev_vs_test_loss.png``. Returns the result dict."""
+    ``audit.json``, ``audit.md``, ``audit.csv`` and, with ``cfg.students`` (runs of this
+    teacher only), ``tstddev_vs_test_loss.png`` into the run folder (``cfg.out``, or a new
+    ``runs/kd_audit/expN``). Returns the result dict (``out``: the folder)."""
     from mixkit.experiments import kd_audit_report as report
 
-    out = Path(cfg.out)
-    _, _, tcfg = resolve_run(cfg.teacher, "teacher")
+    spec = cfg.teacher_spec()  # fail early
     if cfg.student_ckpt:
-        resolve_run(cfg.student_ckpt, "student_ckpt")  # fail early
-    student_runs = collect_student_runs(cfg.students) if cfg.students else None
+        resolve_run(cfg.student_ckpt, "student_ckpt")
+    student_runs = None
+    if cfg.students:
+        student_runs = collect_student_runs(cfg.students, _teacher_digest(cfg))
+    out = runs.resolve_run_dir(cfg.out, "runs/kd_audit", overwrite=cfg.overwrite)
+    cfg = dataclasses.replace(cfg, out=str(out))
     start = time.time()
     rows = _audit_all(cfg)
     if student_runs is not None:
@@ -225,11 +273,12 @@ def run_audit(cfg: AuditConfig) -> dict[str, Any]:
     result: dict[str, Any] = {
         "rows": rows,
         "teacher": str(cfg.teacher),
-        "teacher_model": tcfg["model"],
-        "dataset": tcfg["dataset"],
+        "teacher_model": spec.model,
+        "dataset": spec.dataset,
         "epochs": cfg.epochs,
         "group": cfg.group,
         "time_s": round(time.time() - start, 2),
+        "out": str(out),
     }
     with_loss = [r for r in rows if "test_loss_mean" in r]
     md = [report.audit_table(rows)]
@@ -240,11 +289,10 @@ def run_audit(cfg: AuditConfig) -> dict[str, Any]:
             seed=cfg.seed,
         )
         result["correlation"] = corr
-        title = f"{tcfg['model']} teacher, {tcfg['dataset']}"
+        title = f"{spec.model} teacher, {spec.dataset}"
         scatter = report.save_scatter(with_loss, corr, out / "tstddev_vs_test_loss.png", title)
         result["scatter"] = str(scatter)
         md += ["", report.correlation_table(corr)]
-    out.mkdir(parents=True, exist_ok=True)
     (out / "audit.md").write_text("\n".join(md) + "\n")
     keys = sorted({k for r in rows for k in r})
     lines = [",".join(keys)] + [",".join(str(r.get(k, "")) for k in keys) for r in rows]

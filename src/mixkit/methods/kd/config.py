@@ -1,18 +1,37 @@
 """Configs of ``mixkit distill`` (``KDConfig``) and ``mixkit kd-audit`` (``AuditConfig``);
 field names are the CLI flags. Defaults are the official Good-DA-in-KD ones
 (``train_student.py``, ``helper/loops.py``) where the method defines them, and a CPU budget
-otherwise (epochs, cosine schedule)."""
+otherwise (epochs, cosine schedule; ``mixkit recipes`` lists the official CIFAR-100 settings).
+"""
 
 from __future__ import annotations
 
 import dataclasses
+from typing import Any, ClassVar
 
+from mixkit.config import (
+    DataOptions,
+    DeviceOptions,
+    PrecisionOptions,
+    RecipeOptions,
+    RunOptions,
+    ScheduleOptions,
+    check_mapping,
+)
+from mixkit.feeds import AUGS
 from mixkit.methods.kd.autoaugment import POLICIES
 from mixkit.methods.kd.schemes import CRITERIA, scheme_names
 from mixkit.options import check_device, check_options, option
 
 # Augmentation of x itself (the data loader's transform; official: crop+flip per sample).
-BASE_AUGS = ("crop_flip", "crop", "none")
+BASE_AUGS = AUGS
+
+
+def _check_dataset(value: str | None) -> None:
+    from mixkit.data import DATASETS
+
+    if value is not None and value not in DATASETS:
+        raise ValueError(f"dataset must be one of {list(DATASETS)} or unset, got {value!r}")
 
 
 @dataclasses.dataclass
@@ -35,7 +54,9 @@ class SchemeOptions:
         choices=CRITERIA,
     )
     base_aug: str = option(
-        "crop_flip", "augmentation of x itself before the scheme", choices=BASE_AUGS
+        "crop_flip",
+        "augmentation of x itself before the scheme (imagefolder: random-resized crop)",
+        choices=BASE_AUGS,
     )
 
     def scheme_options(self) -> dict:
@@ -45,15 +66,49 @@ class SchemeOptions:
 
 
 @dataclasses.dataclass
-class KDConfig(SchemeOptions):
+class TeacherOptions(DataOptions):
+    """The teacher and its data: a ``mixkit train`` run supplies model, dataset and split
+    seed; a bare checkpoint / state_dict file needs ``teacher_model`` and ``dataset``."""
+
+    teacher: str | None = option(
+        None, "teacher: a mixkit train run folder, its checkpoint, or a state_dict file"
+    )
+    teacher_model: str | None = option(
+        None, "teacher network for a bare --teacher file (a mixkit.models name or plug-in)"
+    )
+    teacher_args: dict[str, Any] | None = option(
+        None, "keyword arguments of the teacher's constructor (YAML mapping)", check=check_mapping
+    )
+    dataset: str | None = option(
+        None,
+        "data: mnist5k, digits, cifar10, cifar100 or imagefolder (a teacher run: its own)",
+        check=_check_dataset,
+    )
+    data_root: str | None = option(None, "folder of an on-disk dataset (a teacher run: its own)")
+
+    def teacher_spec(self):
+        """The :class:`~mixkit.methods.kd.checkpoints.TeacherSpec` of these options."""
+        from mixkit.methods.kd.checkpoints import resolve_teacher
+
+        return resolve_teacher(
+            self.teacher, teacher_model=self.teacher_model, teacher_args=self.teacher_args,
+            dataset=self.dataset, data_root=self.data_root, seed=self.seed,
+        )  # fmt: skip
+
+
+@dataclasses.dataclass
+class KDConfig(DeviceOptions, ScheduleOptions, RecipeOptions, TeacherOptions, SchemeOptions):
     """Knowledge distillation with a DA scheme for x′ (``mixkit distill``).
 
     Loss (official flags ``-r 0.1 -a 0.9 --lw_mix [1,0,1] --t_output_as_target_for_input_mix``):
     ``ce_weight*CE(s(x), y) + kd_weight*(kl_weight*KL_T(x) + aug_kl_weight*KL_T(x′))``.
     """
 
-    teacher: str | None = option(None, "teacher: a mixkit train run folder or its checkpoint")
+    command_name: ClassVar[str] = "distill"  # the sub-command its recipes are for
     student: str = option("tinycnn", "student network: a mixkit.models name or pkg.module:callable")
+    student_args: dict[str, Any] | None = option(
+        None, "keyword arguments of the student's constructor (YAML mapping)", check=check_mapping
+    )
     da: str = option("cutmix_pick", "DA scheme making x′", choices=scheme_names)
     temperature: float = option(4.0, "softmax temperature T of the KL terms", above=0)
     ce_weight: float = option(0.1, "weight of CE(s(x), y)", at_least=0)
@@ -64,11 +119,11 @@ class KDConfig(SchemeOptions):
         False, "one student pass over cat(x, x′) (official: two passes, own BatchNorm stats)"
     )
     train_subset: int = option(
-        0, "distil on the first N training images of the teacher's split (0: all)", at_least=0
+        0, "distil on a class-stratified subset of N training images (0: all)", at_least=0
     )
     epochs: int = option(10, "student training epochs", at_least=1)
     batch_size: int = option(64, "global batch size", at_least=1)
-    lr: float = option(0.05, "peak SGD learning rate (cosine schedule)", above=0)
+    lr: float = option(0.05, "peak SGD learning rate", above=0)
     momentum: float = option(0.9, "SGD momentum", at_least=0, below=1)
     weight_decay: float = option(5e-4, "SGD weight decay", at_least=0)
     warmup_epochs: float = option(0.0, "linear learning-rate warm-up in epochs", at_least=0)
@@ -77,7 +132,7 @@ class KDConfig(SchemeOptions):
     )
     seed: int = option(0, "seed of every random draw")
     device: str = option("cpu", "torch device", check=check_device)
-    out: str = option("runs/distill", "run folder")
+    out: str | None = option(None, "run folder; default: a new numbered folder runs/distill/expN")
     progress: bool = option(True, "print a progress line per epoch")
     resume: bool = option(False, "continue from OUT/checkpoints/last.pt (mid-epoch included)")
     checkpoint_every: int = option(
@@ -89,10 +144,10 @@ class KDConfig(SchemeOptions):
 
 
 @dataclasses.dataclass
-class AuditConfig(SchemeOptions):
+class AuditConfig(PrecisionOptions, RunOptions, TeacherOptions, SchemeOptions):
     """T. stddev audit of DA schemes with a fixed teacher (``mixkit kd-audit``)."""
 
-    teacher: str | None = option(None, "teacher: a mixkit train run folder or its checkpoint")
+    command_name: ClassVar[str] = "kd-audit"
     da: str = option(
         "identity,flip,crop_flip,cutout,autoaugment,mixup,cutmix,cutmix_pick_t",
         "comma-separated DA schemes to audit",
@@ -103,7 +158,9 @@ class AuditConfig(SchemeOptions):
         None, "a mixkit distill checkpoint: adds the covariance and S. entropy columns"
     )
     students: str | None = option(
-        None, "folder of mixkit distill runs: scatter of T. stddev vs their test loss"
+        None,
+        "folder of mixkit distill runs of this teacher: scatter of T. stddev vs their test "
+        "loss (runs distilled from another teacher are refused)",
     )
     epochs: int = option(10, "passes over the training data (official: 10)", at_least=1)
     batch_size: int = option(64, "batch size (official: 64)", at_least=1)
@@ -112,11 +169,13 @@ class AuditConfig(SchemeOptions):
     )
     include_clean: bool = option(True, "pool p(x) with p(x′) in the stream (official)")
     temperature: float = option(4.0, "temperature for pick_criterion=kld", above=0)
-    train_subset: int = option(0, "audit on the first N training images (0: all)", at_least=0)
+    train_subset: int = option(
+        0, "audit on a class-stratified subset of N training images (0: all)", at_least=0
+    )
     jobs: int = option(1, "schemes audited in parallel worker processes", at_least=1)
     seed: int = option(0, "seed of every random draw")
     device: str = option("cpu", "torch device", check=check_device)
-    out: str = option("runs/kd_audit", "run folder")
+    out: str | None = option(None, "run folder; default: a new numbered folder runs/kd_audit/expN")
     progress: bool = option(True, "print a progress line per scheme")
 
     def __post_init__(self) -> None:
