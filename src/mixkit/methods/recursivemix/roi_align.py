@@ -16,6 +16,8 @@ import math
 import torch
 from torch import Tensor
 
+from mixkit.ops.checks import require
+
 
 def boxes_to_rois(boxes: Tensor | list[Tensor]) -> Tensor:
     """Turn a (K, 5) ``[batch_index, x1, y1, x2, y2]`` tensor or a list of per-image (L_i, 4)
@@ -199,8 +201,10 @@ def roi_align(
     ctype = torch.float64 if input.dtype == torch.float64 else torch.float32
     rois = rois.to(ctype)
     batch_index = rois[:, 0].long()
-    if bool(((batch_index < 0) | (batch_index >= n)).any()):
-        raise ValueError(f"boxes batch indices must lie in [0, {n}), got {rois[:, 0].tolist()}")
+    # On the CPU a bad index raises at once; elsewhere an async device assertion (no sync).
+    require(
+        ((batch_index >= 0) & (batch_index < n)).all(), f"boxes batch indices must lie in [0, {n})"
+    )
     pixel, weight = _sample_weights(
         rois, (ph, pw), (height, width), spatial_scale, sampling_ratio, aligned, input.dtype
     )
