@@ -49,6 +49,7 @@ BUDGETS: dict[str, list[str]] = {
         "--unlabeled-batch-size 4 --distance-images 8 --distance-every 1 --no-progress"
     ).split(),
     "plot": [],
+    "recipes": [],
     # replications: one seed, one dataset, a few epochs or steps; outputs go under the test's
     # working directory (``docs/``, ``BENCHMARKS.md`` and the run folders are relative paths)
     "experiment rm": "--datasets digits --methods cutmix recursivemix --seeds 0 --epochs 1 "
