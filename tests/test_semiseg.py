@@ -52,7 +52,7 @@ def tiny_cfg(tmp_path, **kw) -> SemisegConfig:
     base = dict(
         n_train=64, n_val=16, width=4, epochs=3, iters_per_epoch=3, batch_size=4,
         unlabeled_batch_size=4, split="1/4", distance_images=8, distance_every=1,
-        out=str(tmp_path / "run"), psmt_warmup_epochs=1,
+        out=str(tmp_path / "run"), psmt_warmup_epochs=1, pretrain_steps=0,
     )  # fmt: skip
     base.update(kw)
     return SemisegConfig(**base)
@@ -386,14 +386,14 @@ def test_psmt_updates_only_the_on_duty_teacher(tmp_path, ds):
     tr = trainer_for(tmp_path, ds, "psmt", epochs=4)
     assert isinstance(tr, PSMTTrainer)
     row = tr.train_epoch()  # warm-up: teachers trained by their own optimisers
-    assert row["active"] == "warmup" and tr.opt_t1 is not None
+    assert row["active"] == "warmup" and tr.block.teacher_optimizers is not None
     seen = []
     for _ in range(3):
         duty = tr.active()
         off = "t2" if duty == "t1" else "t1"
         snap = {k: (params_of(t), buffers_of(t)) for k, t in tr.teachers().items()}
         tr.train_epoch()
-        assert tr.opt_t1 is None  # teachers are EMA-only after warm-up
+        assert tr.block.teacher_optimizers is None  # teachers are EMA-only after warm-up
         assert same(snap[off][0], params_of(tr.teachers()[off]))
         assert same(snap[off][1], buffers_of(tr.teachers()[off]))
         assert not same(snap[duty][0], params_of(tr.teachers()[duty]))
@@ -434,7 +434,7 @@ def test_state_dict_resume_reproduces_the_run(tmp_path, ds, method):
 FAST = [
     "--n-train", "64", "--n-val", "16", "--width", "4", "--epochs", "2",
     "--iters-per-epoch", "2", "--batch-size", "4", "--unlabeled-batch-size", "4",
-    "--split", "1/4", "--distance-images", "8", "--distance-every", "1",
+    "--split", "1/4", "--distance-images", "8", "--distance-every", "1", "--pretrain-steps", "0",
 ]  # fmt: skip
 
 
@@ -444,8 +444,12 @@ FAST = [
 )
 def test_cli_end_to_end(tmp_path, method, mix, capsys):
     out = tmp_path / method
-    assert main(["semiseg", *FAST, "--method", method, "--mix", mix, "--out", str(out)]) == 0
-    assert "val mIoU" in capsys.readouterr().out
+    args = ["semiseg", *FAST, "--method", method, "--mix", mix, "--out", str(out)]
+    assert main([*args, "--log-every", "1"]) == 0
+    printed = capsys.readouterr().out
+    assert "val mIoU" in printed and "nan" not in printed  # teachers' mIoU only once measured
+    assert ("pass " in printed) == (method != "sup") and "step 1/4" in printed
+    assert ("t1_miou" in printed) == (method in ("psmt", "dualteacher"))
     rows = list(csv.DictReader((out / "metrics.csv").open()))
     assert [int(r["epoch"]) for r in rows] == [1, 2]
     s = json.loads((out / "summary.json").read_text())

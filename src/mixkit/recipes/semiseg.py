@@ -1,10 +1,12 @@
 """Semi-supervised semantic segmentation (``mixkit semiseg``), top to bottom:
 
-digit canvases (offline, seeded) -> split file (labeled / unlabeled indices) -> trainer
-(sup | mt | psmt | dualteacher) -> per epoch: val mIoU, teacher-student distances,
+data (the embedded digit canvases, or VOC / Cityscapes / a folder on disk named by split
+lists) -> trainer (sup | mt | psmt | dualteacher, thin loops over the building blocks of
+:mod:`mixkit.methods.semiseg`) -> per epoch: val mIoU, teacher-student distances,
 metrics.csv row, checkpoints/last.pt -> summary.json and plots.
 
-    mixkit semiseg --method dualteacher --split 1/16 --mix cutmix --out runs/dt
+    mixkit semiseg --method dualteacher --split 1/16 --out runs/dt
+    mixkit semiseg --config semiseg_psmt_voc_1-16 --set data_root=VOCdevkit/VOC2012
 
 ``--resume`` continues from ``OUT/checkpoints/last.pt`` (same config) to the same bytes.
 ``torchrun --nproc_per_node 2 -m mixkit semiseg ...`` trains data-parallel (the batch sizes
@@ -17,6 +19,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import hashlib
+import math
 import os
 import time
 from collections.abc import Callable
@@ -38,13 +41,16 @@ from mixkit.methods.semiseg.data import (  # noqa: E402
     ensure_split,
     load_split,
 )
+from mixkit.methods.semiseg.datasets import voc_palette  # noqa: E402
 from mixkit.methods.semiseg.distance import plot_distance_curves, summarize_history  # noqa: E402
 from mixkit.methods.semiseg.net import bn_mode  # noqa: E402
 from mixkit.methods.semiseg.pretrain import cached_pretrained  # noqa: E402
+from mixkit.methods.semiseg.sources import CANVAS_CLASSES, DiskData, open_disk_data  # noqa: E402
 from mixkit.methods.semiseg.trainers import SemisegTrainer, build_trainer  # noqa: E402
+from mixkit.methods.semiseg.views import normalise  # noqa: E402
 from mixkit.train import MetricsWriter, atomic_save, load_checkpoint, write_json  # noqa: E402
 
-CLASS_NAMES = ["background"] + [str(d) for d in range(10)]
+CLASS_NAMES = CANVAS_CLASSES
 CSV_SKIP = {"val_iou"}
 
 
@@ -73,15 +79,22 @@ def _cmd_semiseg(args: argparse.Namespace) -> int:
     return 0
 
 
-def load_data(cfg: SemisegConfig) -> SegDataset:
+def load_data(cfg: SemisegConfig) -> SegDataset | DiskData:
+    """The canvases (``dataset canvas``) or the on-disk datasets named by the split lists."""
+    if cfg.dataset != "canvas":
+        return open_disk_data(cfg)
     return cached_seg_dataset(
         cfg.n_train, cfg.n_val, cfg.canvas, cfg.max_digits, cfg.texture_p, cfg.data_seed
     )
 
 
-def resolve_split(cfg: SemisegConfig, ds: SegDataset) -> tuple[Path, torch.Tensor, torch.Tensor]:
-    """``cfg.split_file`` if given, else the split file for (split, protocol, split_seed) under
-    ``cfg.splits_dir`` (default ``OUT/splits``), written on first use."""
+def resolve_split(cfg: SemisegConfig, ds: SegDataset | DiskData) -> tuple[Path, Any, Any]:
+    """(split file, labeled, unlabeled). Canvases: ``cfg.split_file`` if given, else the
+    split file for (split, protocol, split_seed) under ``cfg.splits_dir`` (default
+    ``OUT/splits``), written on first use, with index tensors. On-disk data: the labeled list
+    and the labeled / unlabeled datasets."""
+    if isinstance(ds, DiskData):
+        return Path(ds.lists["labeled"]), ds.labeled, ds.unlabeled
     if cfg.split_file:
         path = Path(cfg.split_file)
         lab, unl = load_split(path, ds)
@@ -90,68 +103,75 @@ def resolve_split(cfg: SemisegConfig, ds: SegDataset) -> tuple[Path, torch.Tenso
     return ensure_split(ds, cfg.split, cfg.protocol, cfg.split_seed, folder)
 
 
-def _colourise(labels: torch.Tensor) -> torch.Tensor:
-    """(H, W) ids -> (H, W, 3) float colours; background transparent-black, ignore white."""
-    cmap = plt.get_cmap("tab10")
-    pal = torch.tensor([[0.0, 0.0, 0.0]] + [list(cmap(i)[:3]) for i in range(10)])
-    out = pal[labels.long().clamp(0, 10)]
+def _colourise(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """(H, W) ids -> (H, W, 3) float colours (canvases: tab10 digits on black; otherwise the
+    VOC palette); ignore white."""
+    if num_classes == 11:
+        cmap = plt.get_cmap("tab10")
+        pal = torch.tensor([[0.0, 0.0, 0.0]] + [list(cmap(i)[:3]) for i in range(10)])
+    else:
+        pal = torch.tensor(voc_palette(), dtype=torch.float32).view(256, 3)[:num_classes] / 255
+    out = pal[labels.long().clamp(0, num_classes - 1)]
     out[labels == IGNORE] = 1.0
     return out
 
 
-def save_overlays(trainer: SemisegTrainer, ds: SegDataset, path: Path, n: int = 8) -> Path:
-    """Val canvases with the ground truth and the student's prediction overlaid."""
-    x = trainer._float(ds.val.images[:n])
+def _save_figure(fig: Any, title: str, fontsize: int, path: Path) -> Path:
+    """Title, lay out and write ``fig`` to ``path`` (folders created), then close it."""
+    fig.suptitle(title, fontsize=fontsize)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def save_overlays(trainer: SemisegTrainer, ds: Any, path: Path, n: int = 8) -> Path:
+    """Val images with the ground truth and the student's prediction overlaid."""
+    src = trainer.source
+    images, labels = src.preview(n)
+    n = images.shape[0]
+    x = normalise(images.to(trainer.device).float() / 255, src.mean, src.std)
     with torch.no_grad(), bn_mode(trainer.student, "eval"):
         pred = trainer.student(x).argmax(1).cpu()
     fig, axes = plt.subplots(3, n, figsize=(1.5 * n, 4.8), squeeze=False)
     for i in range(n):
-        img = ds.val.images[i].permute(1, 2, 0).float() / 255
-        gt = ds.val.labels[i]
-        for r, lab in enumerate((None, gt, pred[i])):
+        img = images[i].permute(1, 2, 0).float() / 255
+        for r, lab in enumerate((None, labels[i], pred[i])):
             ax = axes[r, i]
             ax.axis("off")
             if lab is None:
                 ax.imshow(img.numpy())
                 continue
-            colour = _colourise(lab)
-            alpha = ((lab > 0) & (lab != IGNORE)).float()[..., None] * 0.75 + (
-                lab == IGNORE
-            ).float()[..., None] * 0.35
+            colour = _colourise(lab, src.num_classes)
+            fg = ((lab > 0) & (lab != IGNORE)).float()[..., None]
+            alpha = fg * 0.75 + (lab == IGNORE).float()[..., None] * 0.35
             ax.imshow((img * (1 - alpha) + colour * alpha).numpy())
     for r, name in enumerate(("image", "ground truth (white = 255)", "prediction")):
         axes[r, 0].set_title(name, fontsize=7, loc="left")
-    fig.suptitle(f"{trainer.method}: val canvases", fontsize=9)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save_figure(fig, f"{trainer.method}: val images", 9, path)
 
 
-def save_mix_example(trainer: SemisegTrainer, ds: SegDataset, path: Path, n: int = 8) -> Path:
-    """One draw of the run's mixer on train canvases: mixed images and mixed labels (ground
-    truth used as the 'pseudo-label' so the paste region is visible)."""
-    images = ds.train.images[:n]
-    labels = ds.train.labels[:n].long()
+def save_mix_example(trainer: SemisegTrainer, ds: Any, path: Path, n: int = 8) -> Path:
+    """One draw of the run's mixer on val images and their labels (ground truth used as the
+    'pseudo-label' so the paste region is visible)."""
+    images, labels = trainer.source.preview(n)
+    labels = labels.long()
     params = trainer.mixer.draw(images.shape, torch.Generator().manual_seed(0), label_maps=labels)
     m = trainer.mixer.apply(params, images=images, labels=labels)
-    fig, axes = plt.subplots(2, n, figsize=(1.5 * n, 3.4), squeeze=False)
-    for i in range(n):
+    fig, axes = plt.subplots(2, images.shape[0], figsize=(1.5 * images.shape[0], 3.4),
+                             squeeze=False)  # fmt: skip
+    for i in range(images.shape[0]):
         axes[0, i].imshow(m.images[i].permute(1, 2, 0).numpy())
         axes[0, i].set_title(f"λ={float(params.lam[i]):.2f}", fontsize=7)
-        axes[1, i].imshow(_colourise(m.labels[i]).numpy())
+        axes[1, i].imshow(_colourise(m.labels[i], trainer.source.num_classes).numpy())
         for r in range(2):
             axes[r, i].axis("off")
-    fig.suptitle(f"mixer: {trainer.mixer!r}", fontsize=8)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save_figure(fig, f"mixer: {trainer.mixer!r}", 8, path)
 
 
-RESUME_FREE = {"epochs", "resume", "progress", "out", "device", "checkpoint_every"}
+RESUME_FREE = {"epochs", "resume", "progress", "out", "device", "checkpoint_every", "workers",
+               "log_every"}  # fmt: skip
 
 
 def _check_resume(cfg: SemisegConfig, saved: dict[str, Any]) -> None:
@@ -201,14 +221,19 @@ def _run(cfg: SemisegConfig, env: distributed.DistEnv) -> dict[str, Any]:
     def on_step() -> None:  # mid-epoch checkpoints: --resume continues from the same step
         if cfg.checkpoint_every and trainer.step % cfg.checkpoint_every == 0:
             _save_checkpoint(cfg, env, trainer, ckpt_path)
+        if main and cfg.log_every and trainer.step % cfg.log_every == 0:
+            _print_running(cfg, trainer)
 
     start = time.time()
-    while trainer.epoch < cfg.epochs:
-        row = _train_epoch(cfg, trainer, on_step, progress=cfg.progress and main)
-        _save_checkpoint(cfg, env, trainer, ckpt_path)
-        if main:
-            metrics.write({k: v for k, v in row.items() if k not in CSV_SKIP})
-            _print_epoch(cfg, row)
+    try:
+        while trainer.epoch < cfg.epochs:
+            row = _train_epoch(cfg, trainer, on_step, progress=cfg.progress and main)
+            _save_checkpoint(cfg, env, trainer, ckpt_path)
+            if main:
+                metrics.write({k: v for k, v in row.items() if k not in CSV_SKIP})
+                _print_epoch(cfg, row)
+    finally:
+        trainer.source.close()
     wall_s = time.time() - start
     summary = _summary(cfg, env, trainer, ds, split_path, labeled, unlabeled, wall_s)
     if main:
@@ -216,14 +241,17 @@ def _run(cfg: SemisegConfig, env: distributed.DistEnv) -> dict[str, Any]:
     return summary
 
 
-def _prepare_data(
-    cfg: SemisegConfig, env: distributed.DistEnv
-) -> tuple[SegDataset, Path, torch.Tensor, torch.Tensor]:
-    """Canvases, the split file and (under torchrun) the pretrained-encoder cache: the
-    caches are written by rank 0 only, then read by the others."""
+def _prepare_data(cfg: SemisegConfig, env: distributed.DistEnv) -> tuple[Any, Path, Any, Any]:
+    """Data, the split file and (under torchrun) the pretrained-encoder cache: the caches
+    are written by rank 0 only, then read by the others."""
     ds = _main_first(env, lambda: load_data(cfg))
     split_path, labeled, unlabeled = _main_first(env, lambda: resolve_split(cfg, ds))
-    if cfg.pretrain_steps > 0 and env.distributed:
+    if (
+        cfg.pretrain_steps > 0
+        and cfg.model == "segnet"
+        and cfg.dataset == "canvas"
+        and env.distributed
+    ):
         _main_first(
             env,
             lambda: cached_pretrained(
@@ -270,64 +298,77 @@ def _train_epoch(
         return trainer.train_epoch(None, on_step)
     from tqdm import tqdm
 
-    bar = tqdm(total=cfg.iters_per_epoch, desc=f"epoch {trainer.epoch + 1}", leave=False)
+    bar = tqdm(
+        total=trainer.epoch_length(trainer.epoch), desc=f"epoch {trainer.epoch + 1}", leave=False
+    )
     row = trainer.train_epoch(_ticker(bar), on_step)
     bar.close()
     return row
 
 
+def _fmt_losses(values: dict[str, Any]) -> str:
+    """``loss .. sup .. unsup .. [ic ..] pass ..`` (the unsupervised terms only when logged)."""
+    parts = [f"loss {values['loss']:.4f}", f"sup {values['loss_sup']:.4f}"]
+    for key, name in (("loss_unsup", "unsup"), ("loss_ic", "ic"), ("pass_rate", "pass")):
+        if key in values and (key != "loss_ic" or values[key]):
+            parts.append(f"{name} {values[key]:.{2 if key == 'pass_rate' else 4}f}")
+    return "  ".join(parts)
+
+
+def _print_running(cfg: SemisegConfig, trainer: SemisegTrainer) -> None:
+    means = trainer.running_means()
+    if means:
+        print(f"step {trainer.step}/{trainer.total_steps} [{trainer.active() or '-'}]  "
+              f"{_fmt_losses(means)}", flush=True)  # fmt: skip
+
+
 def _print_epoch(cfg: SemisegConfig, row: dict[str, Any]) -> None:
-    extra = "  ".join(f"{k} {row[k]:.3f}" for k in row if k.endswith("_miou") and k != "val_miou")
+    """One line per epoch; values not measured this epoch (NaN) are left out."""
+    shown = {k: v for k, v in row.items() if not (isinstance(v, float) and math.isnan(v))}
+    if row.get("active") in ("", "warmup"):
+        shown = {k: v for k, v in shown.items() if k not in ("loss_unsup", "pass_rate")}
+    val = f"val mIoU {row['val_miou']:.4f}" if "val_miou" in shown else "val mIoU -"
+    extra = "".join(f"  {k} {v:.3f}" for k, v in shown.items()
+                    if k.endswith("_miou") and k != "val_miou")  # fmt: skip
     print(
-        f"epoch {row['epoch']}/{cfg.epochs} [{row['active'] or '-'}]  loss {row['loss']:.4f}"
-        f"  sup {row['loss_sup']:.4f}  unsup {row['loss_unsup']:.4f}"
-        f"  pass {row['pass_rate']:.2f}  val mIoU {row['val_miou']:.4f}  {extra}"
-        f"  ({row['epoch_time_s']:.1f} s)",
+        f"epoch {row['epoch']}/{cfg.epochs} [{row['active'] or '-'}]  {_fmt_losses(shown)}"
+        f"  {val}{extra}  ({row['epoch_time_s']:.1f} s)",
         flush=True,
     )
 
 
+def _count(x: Any) -> int:
+    return int(x.numel()) if isinstance(x, torch.Tensor) else len(x)
+
+
 def _summary(
-    cfg: SemisegConfig,
-    env: distributed.DistEnv,
-    trainer: SemisegTrainer,
-    ds: SegDataset,
-    split_path: Path,
-    labeled: torch.Tensor,
-    unlabeled: torch.Tensor,
-    wall_s: float,
-) -> dict[str, Any]:
+    cfg: SemisegConfig, env: distributed.DistEnv, trainer: SemisegTrainer, ds: Any,
+    split_path: Path, labeled: Any, unlabeled: Any, wall_s: float,
+) -> dict[str, Any]:  # fmt: skip
     """summary.json: the split, the final and best mIoU, teacher mIoU and distances; under
     torchrun also every rank's SHA-256 of the student and of each teacher."""
     final = trainer.rows[-1]
     teachers = list(trainer.teachers())
     semi_rows = [r for r in trainer.rows if r["active"] not in ("", "warmup")]
     keys = [f"{p}_{t}" for t in teachers for p in ("dist", "disagree", "kl")]
+    measured = [r["val_miou"] for r in trainer.rows if not math.isnan(r["val_miou"])]
     summary = {
-        "method": cfg.method,
-        "mix": cfg.mix,
-        "split": cfg.split,
-        "protocol": cfg.protocol,
-        "seed": cfg.seed,
-        "split_file": str(split_path),
-        "split_sha256": _sha256(split_path),
+        "method": cfg.method, "mix": cfg.mix, "dataset": cfg.dataset, "model": cfg.model,
+        "split": cfg.split if cfg.dataset == "canvas" else cfg.labeled_list,
+        "protocol": cfg.protocol, "seed": cfg.seed,
+        "split_file": str(split_path), "split_sha256": _sha256(split_path),
         "dataset_fingerprint": ds.fingerprint,
-        "num_labeled": int(labeled.numel()),
-        "num_unlabeled": int(unlabeled.numel()),
-        "epochs": cfg.epochs,
-        "iters_per_epoch": cfg.iters_per_epoch,
-        "steps": trainer.step,
-        "val_miou": final["val_miou"],
-        "val_pixel_acc": final["val_pixel_acc"],
-        "val_iou": dict(zip(CLASS_NAMES, final["val_iou"], strict=True)),
-        "best_val_miou": max(r["val_miou"] for r in trainer.rows),
+        "num_labeled": _count(labeled), "num_unlabeled": _count(unlabeled),
+        "epochs": cfg.epochs, "iters_per_epoch": cfg.iters_per_epoch, "steps": trainer.step,
+        "val_miou": final["val_miou"], "val_pixel_acc": final["val_pixel_acc"],
+        "val_iou": dict(zip(trainer.source.class_names, final["val_iou"], strict=True)),
+        "best_val_miou": max(measured),
         "teacher_miou": {t: final[f"{t}_miou"] for t in teachers},
         "distance": summarize_history(semi_rows, keys) if teachers else {},
         "curve": trainer.curve,
         "train_time_s": round(sum(r["epoch_time_s"] for r in trainer.rows), 2),
-        "wall_time_s": round(wall_s, 2),
-        "world_size": env.world_size,
-    }
+        "wall_time_s": round(wall_s, 2), "world_size": env.world_size,
+    }  # fmt: skip
     if env.distributed:  # every rank must end with the same bytes (SHA-256 per rank)
         summary["weights_sha256"] = distributed.check_same_across_ranks(trainer.student, env)
         summary["teachers_sha256"] = {
@@ -338,7 +379,7 @@ def _summary(
 
 
 def _write_outputs(
-    cfg: SemisegConfig, trainer: SemisegTrainer, ds: SegDataset, summary: dict[str, Any]
+    cfg: SemisegConfig, trainer: SemisegTrainer, ds: Any, summary: dict[str, Any]
 ) -> None:
     """summary.json and the plots: overlays, one mixer draw, the distance curves."""
     out = Path(cfg.out)
@@ -354,5 +395,5 @@ def _write_outputs(
             curves,
             out / "plots" / "distance.png",
             title=f"{cfg.method}: teacher-student parameter distance",
-            epoch_steps=cfg.iters_per_epoch,
+            epoch_steps=trainer.epoch_length(0),
         )

@@ -1,8 +1,13 @@
-"""Semi-supervised semantic segmentation with mixing: an offline digit-segmentation dataset
-with VOC-style split protocols, a DeepLab-lite net, segmentation mixers (CutMix, ClassMix,
-multi-box CutMix, FMix) that move images, teacher probability maps, labels and validity
-masks with one draw, mIoU, and four trainers — supervised, mean teacher + mixing, PS-MT and
-Dual Teacher — plus the teacher-student distance analysis."""
+"""Semi-supervised semantic segmentation with mixing.
+
+Building blocks for any student ``nn.Module`` (logits (B, K, H, W)): :class:`MeanTeacher`,
+:class:`PSMT` and :class:`DualTeacher` hold their teachers, EMA schedules and switch rules,
+make pseudo-labels and the unsupervised loss (``m.unsup_loss(x_u, generator=g)``, then
+``m.update(step)``). Around them: segmentation mixers (CutMix, ClassMix, multi-box CutMix,
+FMix) that move images, teacher probability maps, labels and validity masks with one draw,
+mIoU, an offline digit-canvas dataset with VOC-style split protocols, on-disk VOC /
+Cityscapes / folder datasets, a DeepLab-lite net, and the ``mixkit semiseg`` trainers
+(supervised, mean teacher, PS-MT, Dual Teacher) with the teacher-student distance analysis."""
 
 from mixkit.methods.semiseg.config import METHODS, SemisegConfig
 from mixkit.methods.semiseg.data import (
@@ -18,6 +23,9 @@ from mixkit.methods.semiseg.data import (
     make_split,
     write_split,
 )
+from mixkit.methods.semiseg.dual_teacher import DualTeacher
+from mixkit.methods.semiseg.mean_teacher import MeanTeacher
+from mixkit.methods.semiseg.method_base import TeacherMethod, UnsupBatch
 from mixkit.methods.semiseg.metrics import (
     ConfusionMeter,
     confusion_matrix,
@@ -31,13 +39,14 @@ from mixkit.methods.semiseg.mix import (
     build_seg_mixer,
 )
 from mixkit.methods.semiseg.net import SegNet, bn_mode
+from mixkit.methods.semiseg.psmt import PSMT
 from mixkit.methods.semiseg.teacher_updates import ema_update
+from mixkit.methods.semiseg.trainer_base import SemisegTrainer
 from mixkit.methods.semiseg.trainers import (
     TRAINERS,
     DualTeacherTrainer,
     MeanTeacherTrainer,
     PSMTTrainer,
-    SemisegTrainer,
     SupervisedTrainer,
     build_trainer,
 )
@@ -45,8 +54,11 @@ from mixkit.methods.semiseg.trainers import (
 __all__ = [
     "IGNORE",
     "MIXERS",
+    "PSMT",
     "ConfusionMeter",
+    "DualTeacher",
     "DualTeacherTrainer",
+    "MeanTeacher",
     "MeanTeacherTrainer",
     "PSMTTrainer",
     "SegDataset",
@@ -54,7 +66,10 @@ __all__ = [
     "SegNet",
     "SegSplit",
     "SemisegConfig",
+    "SemisegTrainer",
     "SupervisedTrainer",
+    "TeacherMethod",
+    "UnsupBatch",
     "build_seg_dataset",
     "build_seg_mixer",
     "build_trainer",

@@ -16,16 +16,11 @@ import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-import matplotlib
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-from torch import Tensor, nn  # noqa: E402
-
-from mixkit import plots  # noqa: E402
-from mixkit.methods.semiseg.net import bn_mode  # noqa: E402
+from mixkit.methods.semiseg.net import bn_mode
 
 
 def flat_params(model: nn.Module) -> Tensor:
@@ -33,12 +28,18 @@ def flat_params(model: nn.Module) -> Tensor:
     return torch.cat([p.detach().reshape(-1).double().cpu() for p in model.parameters()])
 
 
+@torch.no_grad()
 def param_distance(teacher: nn.Module, student: nn.Module) -> float:
-    """L2 distance between the flattened parameters of two nets of the same architecture."""
-    a, b = flat_params(teacher), flat_params(student)
-    if a.shape != b.shape:
-        raise ValueError(f"teacher has {a.numel()} parameters but student has {b.numel()}")
-    return float((a - b).norm())
+    """L2 distance between the flattened parameters of two nets of the same architecture
+    (squared differences summed per tensor on the nets' device, one host sync)."""
+    ts, ss = list(teacher.parameters()), list(student.parameters())
+    if len(ts) != len(ss) or any(a.shape != b.shape for a, b in zip(ts, ss, strict=True)):
+        na, nb = sum(p.numel() for p in ts), sum(p.numel() for p in ss)
+        raise ValueError(f"teacher has {na} parameters but student has {nb}")
+    if not ts:
+        return 0.0
+    sq = torch.stack([(a.float() - b.float()).pow(2).sum() for a, b in zip(ts, ss, strict=True)])
+    return float(sq.cpu().double().sum().sqrt())
 
 
 @torch.no_grad()
@@ -86,6 +87,13 @@ def plot_distance_curves(
     epoch_steps: int | None = None,
 ) -> Path:
     """One line per ``label -> (steps, values)``; dotted verticals at epoch boundaries."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from mixkit import plots
+
     fig, ax = plt.subplots(figsize=(7, 4))
     for label, (xs, ys) in curves.items():
         ax.plot(list(xs), list(ys), label=label, lw=1.4)

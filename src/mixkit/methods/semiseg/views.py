@@ -49,20 +49,25 @@ def _gray(x: Tensor) -> Tensor:
     return (0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3]).clamp(0, 1)
 
 
+# RGB -> YIQ (NTSC) and back; the inverse is computed once on the CPU so no device call has
+# to check a factorisation (a host synchronisation on CUDA).
+_YIQ = torch.tensor(
+    [[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]], dtype=torch.float64
+)
+_YIQ_INV = torch.linalg.inv(_YIQ)
+
+
 def _hue_rotate(x: Tensor, hue: Tensor) -> Tensor:
     """Rotate the chroma of RGB images by ``hue`` (B,) turns in YIQ space (a vectorised
     approximation of torchvision's HSV hue shift)."""
-    m = torch.tensor(
-        [[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]],
-        dtype=x.dtype,
-        device=x.device,
-    )
+    m = _YIQ.to(x.dtype).to(x.device, non_blocking=True)
+    m_inv = _YIQ_INV.to(x.dtype).to(x.device, non_blocking=True)
     yiq = torch.einsum("ij,bjhw->bihw", m, x)
     ang = (2 * math.pi * hue).to(x.dtype).to(x.device).view(-1, 1, 1)
     cos, sin = ang.cos(), ang.sin()
     i, q = yiq[:, 1], yiq[:, 2]
     yiq = torch.stack([yiq[:, 0], cos * i - sin * q, sin * i + cos * q], 1)
-    return torch.einsum("ij,bjhw->bihw", torch.linalg.inv(m), yiq)
+    return torch.einsum("ij,bjhw->bihw", m_inv, yiq)
 
 
 def _blur(x: Tensor, sigma: Tensor, apply: Tensor) -> Tensor:
