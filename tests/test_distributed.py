@@ -316,6 +316,7 @@ def test_torchrun_semiseg_dualteacher_student_and_teachers_identical(tmp_path):
 
     out = tmp_path / "dt"
     argv = ["semiseg", "--method", "dualteacher", "--epochs", "2", "--iters-per-epoch", "3"]
+    argv += ["--pretrain-steps", "0"]
     argv += ["--n-train", "200", "--n-val", "40", "--width", "8", "--canvas", "32"]
     argv += ["--distance-images", "8", "--out", str(out)]
     log = _torchrun(argv)

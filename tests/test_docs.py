@@ -46,7 +46,8 @@ BUDGETS: dict[str, list[str]] = {
     "kd-audit": ["--epochs", "1", "--train-subset", "128", "--group", "64", "--no-progress"],
     "semiseg": (
         "--epochs 2 --iters-per-epoch 2 --n-train 64 --n-val 16 --batch-size 4 "
-        "--unlabeled-batch-size 4 --distance-images 8 --distance-every 1 --no-progress"
+        "--unlabeled-batch-size 4 --distance-images 8 --distance-every 1 --no-progress "
+        "--pretrain-steps 2"
     ).split(),
     "plot": [],
     "recipes": [],

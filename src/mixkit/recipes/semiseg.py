@@ -29,10 +29,9 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
-from mixkit import distributed  # noqa: E402
+from mixkit import distributed, plots  # noqa: E402
 from mixkit.methods.semiseg.config import SemisegConfig  # noqa: E402
 from mixkit.methods.semiseg.data import (  # noqa: E402
     IGNORE,
@@ -41,7 +40,6 @@ from mixkit.methods.semiseg.data import (  # noqa: E402
     ensure_split,
     load_split,
 )
-from mixkit.methods.semiseg.datasets import voc_palette  # noqa: E402
 from mixkit.methods.semiseg.distance import plot_distance_curves, summarize_history  # noqa: E402
 from mixkit.methods.semiseg.net import bn_mode  # noqa: E402
 from mixkit.methods.semiseg.pretrain import cached_pretrained  # noqa: E402
@@ -84,7 +82,13 @@ def load_data(cfg: SemisegConfig) -> SegDataset | DiskData:
     if cfg.dataset != "canvas":
         return open_disk_data(cfg)
     return cached_seg_dataset(
-        cfg.n_train, cfg.n_val, cfg.canvas, cfg.max_digits, cfg.texture_p, cfg.data_seed
+        cfg.n_train,
+        cfg.n_val,
+        cfg.canvas,
+        cfg.max_digits,
+        cfg.texture_p,
+        cfg.data_seed,
+        cfg.texture,
     )
 
 
@@ -103,71 +107,40 @@ def resolve_split(cfg: SemisegConfig, ds: SegDataset | DiskData) -> tuple[Path, 
     return ensure_split(ds, cfg.split, cfg.protocol, cfg.split_seed, folder)
 
 
-def _colourise(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
-    """(H, W) ids -> (H, W, 3) float colours (canvases: tab10 digits on black; otherwise the
-    VOC palette); ignore white."""
-    if num_classes == 11:
-        cmap = plt.get_cmap("tab10")
-        pal = torch.tensor([[0.0, 0.0, 0.0]] + [list(cmap(i)[:3]) for i in range(10)])
-    else:
-        pal = torch.tensor(voc_palette(), dtype=torch.float32).view(256, 3)[:num_classes] / 255
-    out = pal[labels.long().clamp(0, num_classes - 1)]
-    out[labels == IGNORE] = 1.0
-    return out
-
-
-def _save_figure(fig: Any, title: str, fontsize: int, path: Path) -> Path:
-    """Title, lay out and write ``fig`` to ``path`` (folders created), then close it."""
-    fig.suptitle(title, fontsize=fontsize)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
-
-
 def save_overlays(trainer: SemisegTrainer, ds: Any, path: Path, n: int = 8) -> Path:
-    """Val images with the ground truth and the student's prediction overlaid."""
+    """Val images, ground truth and the student's prediction, with a class legend."""
     src = trainer.source
     images, labels = src.preview(n)
-    n = images.shape[0]
     x = normalise(images.to(trainer.device).float() / 255, src.mean, src.std)
     with torch.no_grad(), bn_mode(trainer.student, "eval"):
         pred = trainer.student(x).argmax(1).cpu()
-    fig, axes = plt.subplots(3, n, figsize=(1.5 * n, 4.8), squeeze=False)
-    for i in range(n):
-        img = images[i].permute(1, 2, 0).float() / 255
-        for r, lab in enumerate((None, labels[i], pred[i])):
-            ax = axes[r, i]
-            ax.axis("off")
-            if lab is None:
-                ax.imshow(img.numpy())
-                continue
-            colour = _colourise(lab, src.num_classes)
-            fg = ((lab > 0) & (lab != IGNORE)).float()[..., None]
-            alpha = fg * 0.75 + (lab == IGNORE).float()[..., None] * 0.35
-            ax.imshow((img * (1 - alpha) + colour * alpha).numpy())
-    for r, name in enumerate(("image", "ground truth (white = 255)", "prediction")):
-        axes[r, 0].set_title(name, fontsize=7, loc="left")
-    return _save_figure(fig, f"{trainer.method}: val images", 9, path)
+    return plots.save_seg_overlays(
+        images,
+        labels,
+        pred,
+        path,
+        src.class_names,
+        ignore_index=IGNORE,
+        title=f"{trainer.method}: val images",
+    )
 
 
 def save_mix_example(trainer: SemisegTrainer, ds: Any, path: Path, n: int = 8) -> Path:
     """One draw of the run's mixer on val images and their labels (ground truth used as the
-    'pseudo-label' so the paste region is visible)."""
+    'pseudo-label' so the paste region is visible), pasted regions outlined."""
     images, labels = trainer.source.preview(n)
     labels = labels.long()
     params = trainer.mixer.draw(images.shape, torch.Generator().manual_seed(0), label_maps=labels)
     m = trainer.mixer.apply(params, images=images, labels=labels)
-    fig, axes = plt.subplots(2, images.shape[0], figsize=(1.5 * images.shape[0], 3.4),
-                             squeeze=False)  # fmt: skip
-    for i in range(images.shape[0]):
-        axes[0, i].imshow(m.images[i].permute(1, 2, 0).numpy())
-        axes[0, i].set_title(f"λ={float(params.lam[i]):.2f}", fontsize=7)
-        axes[1, i].imshow(_colourise(m.labels[i], trainer.source.num_classes).numpy())
-        for r in range(2):
-            axes[r, i].axis("off")
-    return _save_figure(fig, f"mixer: {trainer.mixer!r}", 8, path)
+    return plots.save_seg_mix_grid(
+        m.images,
+        m.labels,
+        params,
+        path,
+        trainer.source.class_names,
+        ignore_index=IGNORE,
+        title=f"mixer: {trainer.mixer!r}",
+    )
 
 
 RESUME_FREE = {"epochs", "resume", "progress", "out", "device", "checkpoint_every", "workers",

@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 
 from mixkit.methods.semiseg.build import AMP_MODES
-from mixkit.methods.semiseg.data import FRACTIONS, PROTOCOLS
+from mixkit.methods.semiseg.data import BACKGROUNDS, FRACTIONS, PROTOCOLS
 from mixkit.methods.semiseg.evaluate import EVAL_MODES
 from mixkit.methods.semiseg.mean_teacher import DEFAULT_THRESHOLD
 from mixkit.methods.semiseg.mix import MIXERS
@@ -70,6 +70,12 @@ class SemisegConfig:
     n_val: int = option(300, "validation canvases", at_least=1)
     max_digits: int = option(3, "most digits per canvas", at_least=1)
     texture_p: float = option(0.5, "probability of a photo-texture background", **UNIT)
+    texture: str = option(
+        "mixed",
+        "canvas backgrounds: mixed (flat or photo, texture_p) or photo (a photo crop at every "
+        "pixel; train and val canvases from disjoint photos)",
+        choices=BACKGROUNDS,
+    )
     data_seed: int = option(0, "seed of the canvases / of the on-disk augmentation draws")
     split_seed: int = option(0, "seed of the labeled split")
     split_file: str = option("", "labeled split file to use instead of drawing one")

@@ -38,11 +38,13 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from mixkit.data import load_mnist5k
+from mixkit.derived import textured_backgrounds
 
 IGNORE = 255
 NUM_CLASSES = 11  # background + digits 0..9
 FRACTIONS = ("1/16", "1/8", "1/4", "1/2", "1")
 PROTOCOLS = ("random", "hq", "hq_first")
+BACKGROUNDS = ("mixed", "photo")  # flat or photo (texture_p) / a photo at every pixel
 TEXTURES = (
     "camera",
     "coins",
@@ -119,8 +121,13 @@ def _texture_bank() -> list[Tensor]:
     return bank
 
 
-def _backgrounds(n: int, size: int, texture_p: float, gen: torch.Generator) -> Tensor:
-    """(n, 3, size, size) float backgrounds in [0, 0.5]: plain tinted or photo crops."""
+def _backgrounds(
+    n: int, size: int, texture_p: float, gen: torch.Generator, photo: str | None = None
+) -> Tensor:
+    """(n, 3, size, size) float backgrounds in [0, 0.5]: plain tinted or photo crops; with
+    ``photo`` ("train" / "test") a crop of that disjoint photo pool at every pixel."""
+    if photo is not None:  # mixkit.derived.textured_backgrounds, texture_p unused
+        return 0.5 * textured_backgrounds(n, size, gen, split=photo, zoom=(2.0, 6.0))
     tint = 0.05 + 0.3 * torch.rand(n, 3, 1, 1, generator=gen)
     noise = 0.04 * torch.rand(n, 1, size, size, generator=gen)
     out = (tint + noise).expand(n, 3, size, size).clone()
@@ -159,6 +166,7 @@ def _render(
     texture_p: float,
     scale: tuple[float, float],
     gen: torch.Generator,
+    photo: str | None = None,
 ) -> SegSplit:
     """Draw n canvases from the digit pool ``digits`` (M, 1, 28, 28) uint8 with class ids
     ``classes`` (M,). The draws are batched over canvases; the only loop is over the <= 3
@@ -189,7 +197,7 @@ def _render(
     ink = (ink.view(n, max_digits, size, size) * used[..., None, None]).clamp(0, 1)
     cls = classes.index_select(0, idx.clamp_min(0).flatten()).view(n, max_digits) + 1
     colour = 0.6 + 0.4 * torch.rand(n, max_digits, 3, generator=gen)
-    image = _backgrounds(n, size, texture_p, gen)
+    image = _backgrounds(n, size, texture_p, gen, photo)
     label = torch.zeros(n, size, size, dtype=torch.long)
     for j in range(max_digits):
         v = ink[:, j : j + 1]
@@ -218,6 +226,7 @@ def build_seg_dataset(
     texture_p: float = 0.5,
     seed: int = 0,
     scale: tuple[float, float] = (0.4, 0.62),
+    texture: str = "mixed",
 ) -> SegDataset:
     """Build the digit-segmentation dataset (deterministic from ``seed``).
 
@@ -228,6 +237,7 @@ def build_seg_dataset(
         texture_p: probability that a canvas background is a scikit-image photo crop.
         seed: drives the MNIST-5k split, the digit choice and every draw.
         scale: digit side as a fraction of S (0.4..0.62 of 48 = 19..30 px).
+        texture: "mixed" (flat or photo, ``texture_p``) or "photo" (a photo at every pixel).
     """
     for name, v, lo in (
         ("n_train", n_train, 1),
@@ -240,12 +250,15 @@ def build_seg_dataset(
         raise ValueError(f"size must be an int >= 16, got {size!r}")
     if not 0.0 <= texture_p <= 1.0:
         raise ValueError(f"texture_p must be in [0, 1], got {texture_p!r}")
+    if texture not in BACKGROUNDS:
+        raise ValueError(f"texture must be one of {list(BACKGROUNDS)}, got {texture!r}")
     if not 0.0 < scale[0] <= scale[1] <= 1.0:
         raise ValueError(f"scale must satisfy 0 < low <= high <= 1, got {scale!r}")
     mnist = _mnist(seed)
     gen = torch.Generator().manual_seed(seed)
-    train = _render(mnist.train.x, mnist.train.y, n_train, size, max_digits, texture_p, scale, gen)
-    val = _render(mnist.test.x, mnist.test.y, n_val, size, max_digits, texture_p, scale, gen)
+    photo, common = texture == "photo", (size, max_digits, texture_p, scale, gen)
+    train = _render(mnist.train.x, mnist.train.y, n_train, *common, "train" if photo else None)
+    val = _render(mnist.test.x, mnist.test.y, n_val, *common, "test" if photo else None)
     xf = train.images.float() / 255.0
     mean = tuple(float(v) for v in xf.mean((0, 2, 3)))
     std = tuple(float(v) for v in xf.std((0, 2, 3)).clamp_min(1e-3))
@@ -258,6 +271,8 @@ def build_seg_dataset(
         "seed": seed,
         "scale": list(scale),
     }
+    if texture != "mixed":  # only then, so the fingerprints of existing split files hold
+        params["texture"] = texture
     fp = _fingerprint([train.images, train.labels, val.images, val.labels], params)
     return SegDataset(
         train, val, NUM_CLASSES, mean, std, params, fp,
@@ -273,10 +288,16 @@ def _mnist(seed: int):
 
 @lru_cache(maxsize=2)
 def cached_seg_dataset(
-    n_train: int, n_val: int, size: int, max_digits: int, texture_p: float, seed: int
+    n_train: int,
+    n_val: int,
+    size: int,
+    max_digits: int,
+    texture_p: float,
+    seed: int,
+    texture: str = "mixed",
 ) -> SegDataset:
     """``build_seg_dataset`` memoised per process (experiment workers reuse it)."""
-    return build_seg_dataset(n_train, n_val, size, max_digits, texture_p, seed)
+    return build_seg_dataset(n_train, n_val, size, max_digits, texture_p, seed, texture=texture)
 
 
 # ---------------------------------------------------------------------------- splits
