@@ -28,6 +28,7 @@ import functools
 import pickle
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -68,13 +69,24 @@ class Split:
 
 
 @dataclasses.dataclass
-class Dataset:
+class TrainTest:
+    """A named dataset's train and test parts (their type set by the subclass), its class
+    count and the per-channel ``mean`` / ``std`` of its train images in [0, 1]."""
+
     name: str
-    train: Split
-    test: Split
+    train: Any
+    test: Any
     num_classes: int
     mean: tuple[float, ...]
     std: tuple[float, ...]
+
+
+@dataclasses.dataclass
+class Dataset(TrainTest):
+    """An in-memory dataset: train and test :class:`Split` (uint8 images, int64 labels)."""
+
+    train: Split
+    test: Split
 
     @property
     def in_channels(self) -> int:

@@ -60,7 +60,25 @@ def _channel_stats(x: Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
     return tuple(float(v) for v in mean), tuple(float(v) for v in std)
 
 
-class TensorImageDataset(Dataset):
+class _InMemory(Dataset):
+    """Images held as one uint8 (N, C, H, W) tensor ``images`` with int64 (N,) ``labels``:
+    ``ds[i]`` is ``(images[i], int(labels[i]))`` (a view; the collate copies)."""
+
+    images: Tensor
+    labels: Tensor
+
+    @property
+    def targets(self) -> list[int]:
+        return self.labels.tolist()
+
+    def __len__(self) -> int:
+        return int(self.labels.numel())
+
+    def __getitem__(self, i: int) -> tuple[Tensor, int]:
+        return self.images[i], int(self.labels[i])
+
+
+class TensorImageDataset(_InMemory):
     """In-memory images: ``images`` uint8 (N, C, H, W), ``labels`` int (N,).
 
     ``ds[i]`` is ``(images[i], int(labels[i]))`` (a view; the collate copies). ``mean`` /
@@ -100,16 +118,6 @@ class TensorImageDataset(Dataset):
             split.x, split.y, num_classes=dataset.num_classes, mean=dataset.mean, std=dataset.std
         )
 
-    @property
-    def targets(self) -> list[int]:
-        return self.labels.tolist()
-
-    def __len__(self) -> int:
-        return int(self.labels.numel())
-
-    def __getitem__(self, i: int) -> tuple[Tensor, int]:
-        return self.images[i], int(self.labels[i])
-
 
 _CIFAR = {
     10: ("cifar-10-batches-py", [f"data_batch_{i}" for i in range(1, 6)], ["test_batch"], "labels"),
@@ -117,7 +125,7 @@ _CIFAR = {
 }
 
 
-class CIFARDataset(Dataset):
+class CIFARDataset(_InMemory):
     """CIFAR-10 / CIFAR-100 from the official python pickles.
 
     ``root`` is either the extracted folder itself (``cifar-10-batches-py/`` holding
@@ -127,9 +135,10 @@ class CIFARDataset(Dataset):
     (CIFAR-10) / ``b"fine_labels"`` (CIFAR-100), read with the restricted unpickler of
     :mod:`mixkit.data` (dicts, lists, bytes, numbers and numpy arrays only).
 
-    ``ds[i]`` is ``(uint8 (3, 32, 32), int)``; ``mean`` / ``std`` are this split's channel
-    statistics (normalise with the *train* split's). Raises FileNotFoundError naming the
-    missing folder or files, ValueError naming a corrupt file.
+    ``ds[i]`` is ``(uint8 (3, 32, 32), int)``, ``images`` (also ``data``) the uint8
+    (N, 3, 32, 32) tensor; ``mean`` / ``std`` are this split's channel statistics (normalise
+    with the *train* split's). Raises FileNotFoundError naming the missing folder or files,
+    ValueError naming a corrupt file.
     """
 
     def __init__(self, root: str | Path, train: bool = True, num_classes: int = 10) -> None:
@@ -155,19 +164,14 @@ class CIFARDataset(Dataset):
             xs.append(x)
             ys.append(y)
         self.root, self.train, self.num_classes = folder, bool(train), num_classes
-        self.data = torch.from_numpy(np.ascontiguousarray(np.concatenate(xs)))
+        self.images = torch.from_numpy(np.ascontiguousarray(np.concatenate(xs)))
         self.labels = torch.from_numpy(np.concatenate(ys).astype(np.int64))
-        self.mean, self.std = _channel_stats(self.data)
+        self.mean, self.std = _channel_stats(self.images)
 
     @property
-    def targets(self) -> list[int]:
-        return self.labels.tolist()
-
-    def __len__(self) -> int:
-        return int(self.labels.numel())
-
-    def __getitem__(self, i: int) -> tuple[Tensor, int]:
-        return self.data[i], int(self.labels[i])
+    def data(self) -> Tensor:
+        """The uint8 (N, 3, 32, 32) images (torchvision's attribute name)."""
+        return self.images
 
 
 def _resample() -> int:

@@ -248,15 +248,11 @@ def train_subset(data: Any, n: int, seed: int = 0) -> Any:
 
 
 @dataclasses.dataclass
-class DiskData:
+class DiskData(_data.TrainTest):
     """Train and test datasets of one name, with the normalisation of the train split."""
 
-    name: str
     train: Dataset
     test: Dataset
-    num_classes: int
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
     in_channels: int
 
 

@@ -20,7 +20,7 @@ from mixkit.augment.apply import (
     mix_tensors,
 )
 from mixkit.augment.params import Kind, MixParams
-from mixkit.augment.settings import settings_repr
+from mixkit.augment.settings import check_choice, check_fraction, settings_repr
 from mixkit.ops import checks
 
 MODES = ("batch", "elem")
@@ -82,26 +82,6 @@ def make_generator(generator: torch.Generator | int | None) -> torch.Generator |
     raise ValueError(f"generator must be a torch.Generator, an int seed or None, got {generator!r}")
 
 
-def _is_number(v: object) -> bool:
-    return isinstance(v, int | float) and not isinstance(v, bool)
-
-
-def check_alpha(alpha: float, name: str = "alpha") -> float:
-    """A finite number > 0 (Beta(inf, inf) draws would be NaN)."""
-    if not _is_number(alpha) or not 0 < alpha < float("inf"):
-        raise ValueError(f"{name} must be a number > 0 (finite), got {alpha!r}")
-    return float(alpha)
-
-
-def check_fraction(value: float, name: str, *, open_high: bool = False) -> float:
-    """A number in [0, 1] (or [0, 1) with ``open_high``); NaN and non-numbers rejected."""
-    ok = _is_number(value) and (0.0 <= value < 1.0 if open_high else 0.0 <= value <= 1.0)
-    if not ok:
-        interval = "[0, 1)" if open_high else "[0, 1]"
-        raise ValueError(f"{name} must be in {interval} (a number), got {value!r}")
-    return float(value)
-
-
 def batch_hw(batch_shape: tuple[int, ...] | torch.Size) -> tuple[int, int, int]:
     shape = tuple(batch_shape)
     if len(shape) != 4 or any(not isinstance(s, int) or s < 0 for s in shape):
@@ -157,15 +137,13 @@ class MixTransform(torch.nn.Module):
         super().__init__()
         if isinstance(p, bool) or not isinstance(p, int | float) or not 0.0 <= p <= 1.0:
             raise ValueError(f"p must be a probability in [0, 1], got {p!r}")
-        if mode not in MODES:
-            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        check_choice(mode, "mode", MODES)
         if num_classes is not None and (
             isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1
         ):
             raise ValueError(f"num_classes must be an int >= 1 or None, got {num_classes!r}")
         check_fraction(label_smoothing, "label_smoothing", open_high=True)
-        if pairing not in ops.PAIRINGS:
-            raise ValueError(f"pairing must be one of {ops.PAIRINGS}, got {pairing!r}")
+        check_choice(pairing, "pairing", ops.PAIRINGS)
         check_fraction(min_visibility, "min_visibility")
         if isinstance(ignore_index, bool) or not isinstance(ignore_index, int):
             raise ValueError(f"ignore_index must be an int, got {ignore_index!r}")

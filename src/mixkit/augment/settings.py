@@ -1,6 +1,7 @@
 """Constructor plumbing shared by the mixers: the base keyword arguments every mixer spells
-out in its own signature (so ``help()`` and IDEs show them), and a ``repr`` that lists every
-setting that differs from its default."""
+out in its own signature (so ``help()`` and IDEs show them), the checks of their values (one
+ValueError naming the argument), and a ``repr`` that lists every setting that differs from
+its default."""
 
 from __future__ import annotations
 
@@ -31,6 +32,46 @@ def base_args(scope: Mapping[str, Any]) -> dict[str, Any]:
     """The ``MixTransform`` keyword arguments found in ``scope`` (a constructor's
     ``locals()``), to forward to ``super().__init__``."""
     return {k: scope[k] for k in BASE_ARGS if k in scope}
+
+
+def is_number(v: object) -> bool:
+    """An int or a float, not a bool."""
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
+def is_weight(v: object) -> bool:
+    """A finite number >= 0 (a choice weight, a Beta parameter where 0 switches off)."""
+    return is_number(v) and 0 <= v < float("inf")
+
+
+def check_alpha(alpha: float, name: str = "alpha") -> float:
+    """A finite number > 0 (Beta(inf, inf) draws would be NaN)."""
+    if not is_number(alpha) or not 0 < alpha < float("inf"):
+        raise ValueError(f"{name} must be a number > 0 (finite), got {alpha!r}")
+    return float(alpha)
+
+
+def check_fraction(value: float, name: str, *, open_high: bool = False) -> float:
+    """A number in [0, 1] (or [0, 1) with ``open_high``); NaN and non-numbers rejected."""
+    ok = is_number(value) and (0.0 <= value < 1.0 if open_high else 0.0 <= value <= 1.0)
+    if not ok:
+        interval = "[0, 1)" if open_high else "[0, 1]"
+        raise ValueError(f"{name} must be in {interval} (a number), got {value!r}")
+    return float(value)
+
+
+def check_count(value: int, name: str) -> int:
+    """An int >= 1 (a bool is refused)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+    return value
+
+
+def check_choice(value: str, name: str, choices: tuple[str, ...]) -> str:
+    """One of ``choices``."""
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {choices}, got {value!r}")
+    return value
 
 
 def _same(value: Any, default: Any) -> bool:

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from mixkit.options import comma_list, option
+from mixkit.options import check_options, comma_list, option
 
 
 def int_list(name: str) -> Callable[[Any], None]:
@@ -33,6 +33,9 @@ class ExperimentOutput:
     docs_dir: str = option("docs", "docs folder --write-docs writes into")
     benchmarks: str = option("BENCHMARKS.md", "BENCHMARKS file --write-docs updates")
     force: bool = option(False, "rerun the runs already finished under OUT")
+
+    def __post_init__(self) -> None:
+        check_options(self)
 
 
 def add_experiment_parser(
@@ -64,16 +67,16 @@ def experiment_command(
     return f"OMP_NUM_THREADS=1 mixkit experiment {name} " + " ".join(flags)
 
 
-def write_results(out: Path, markdown: str, data: Any) -> None:
-    """``OUT/results.md`` (the report) and ``OUT/results.json`` (its numbers)."""
+def write_results(out: Path, markdown: str, data: Any, cfg: ExperimentOutput) -> Path | None:
+    """``OUT/results.md`` (the report) and ``OUT/results.json`` (its numbers); returns the
+    docs folder (created if missing) the experiment writes into with ``--write-docs``, else
+    None."""
     from mixkit.train import write_json
 
     (out / "results.md").write_text(markdown + "\n")
     write_json(data, out / "results.json")
-
-
-def docs_folder(docs_dir: str) -> Path:
-    """The docs folder ``--write-docs`` writes into, created if missing."""
-    docs = Path(docs_dir)
+    if not cfg.write_docs:
+        return None
+    docs = Path(cfg.docs_dir)
     docs.mkdir(parents=True, exist_ok=True)
     return docs

@@ -32,14 +32,13 @@ from typing import Any
 from mixkit.experiments.common import (
     ExperimentOutput,
     add_experiment_parser,
-    docs_folder,
     experiment_command,
     int_list,
     write_results,
 )
 from mixkit.experiments.kd_report import report
 from mixkit.experiments.markdown import replace_block, replace_section
-from mixkit.options import check_options, comma_list, option
+from mixkit.options import comma_list, option
 
 SECTION = "## 4. Knowledge distillation: T. stddev audit"
 DOC_START = "<!-- kd-experiment:start -->"
@@ -85,9 +84,6 @@ class KDExperimentConfig(ExperimentOutput):
         "identity", "scheme of the student whose checkpoint the audit reads", choices=_scheme_names
     )
     out: str = option("runs/kd_experiment", "folder of every run and the results")
-
-    def __post_init__(self) -> None:
-        check_options(self)
 
     @property
     def schemes(self) -> list[str]:
@@ -281,10 +277,9 @@ def _write_results(
     """``OUT/results.md`` and ``results.json``; with ``write_docs`` also the result block of
     ``docs/kd.md``, the scatter plot and the BENCHMARKS.md section."""
     numbers = {"rows": rows, "correlation": res.get("correlation"), "teacher": teacher}
-    write_results(out, md, {**numbers, "time_s": round(total, 1)})
-    if not cfg.write_docs:
+    docs = write_results(out, md, {**numbers, "time_s": round(total, 1)}, cfg)
+    if docs is None:
         return
-    docs = docs_folder(cfg.docs_dir)
     if "scatter" in res:
         shutil.copyfile(res["scatter"], docs / "kd_tstddev_scatter.png")
     body = md.replace("SCATTER", "kd_tstddev_scatter.png")

@@ -29,14 +29,13 @@ from typing import Any
 from mixkit.experiments.common import (
     ExperimentOutput,
     add_experiment_parser,
-    docs_folder,
     experiment_command,
     int_list,
     write_results,
 )
 from mixkit.experiments.markdown import replace_section
 from mixkit.experiments.semiseg_report import items, report
-from mixkit.options import check_options, option
+from mixkit.options import option
 
 SECTION = "## 5. Semi-supervised segmentation"
 
@@ -67,9 +66,6 @@ class SemisegExperimentConfig(ExperimentOutput):
     pretrain_steps: int = option(600, "encoder pretraining steps", at_least=0)
     probe_epochs: int = option(24, "epochs of the teacher-student distance probe", at_least=0)
     out: str = option("runs/experiment_semiseg", "folder of every run and the results")
-
-    def __post_init__(self) -> None:
-        check_options(self)
 
 
 def add_experiment(sub: argparse._SubParsersAction) -> None:
@@ -266,9 +262,8 @@ def _write_outputs(
     figure, ``docs/semiseg.md`` and the BENCHMARKS.md section."""
     from mixkit.experiments.semiseg_docs import save_distance_figure, write_doc_page
 
-    write_results(out, result["markdown"], result["data"])
-    if cfg.write_docs:
-        docs = docs_folder(cfg.docs_dir)
+    docs = write_results(out, result["markdown"], result["data"], cfg)
+    if docs is not None:
         save_distance_figure(plan, summaries, cfg, docs / "semiseg_distance.png")
         write_doc_page(result["markdown"], docs / "semiseg.md")
         replace_section(cfg.benchmarks, SECTION, result["benchmarks"])

@@ -43,18 +43,34 @@ def check_sizes(num_classes: int, in_channels: int) -> None:
             raise ValueError(f"{name} must be >= 1 (an int), got {v!r}")
 
 
-def init_fan_out(module: nn.Module, linear_std: float | None = None) -> None:
-    """He-normal (fan_out, ReLU) convs with zero bias, BN/GN weight 1 bias 0; Linear layers get
-    N(0, linear_std) weights and zero bias when ``linear_std`` is given (else PyTorch default).
+def check_depth(depth: int, per: int, offset: int = 2, blocks: str | None = None) -> int:
+    """The blocks per stage n of a network ``depth = per * n + offset`` layers deep (n >= 1);
+    else one ValueError naming ``depth`` (and the ``blocks`` kind, when given)."""
+    if (
+        isinstance(depth, bool)
+        or not isinstance(depth, int)
+        or (depth - offset) % per
+        or depth < offset + per
+    ):
+        kind = f" for {blocks} blocks" if blocks else ""
+        raise ValueError(f"depth must be {per}n+{offset} with n >= 1{kind}, got {depth!r}")
+    return (depth - offset) // per
 
-    The ``normal_(0, sqrt(2 / (k*k*out_channels)))`` of RepDistiller ``wrn.py`` / ``vgg.py`` /
-    ``mobilenetv2.py`` and CutMix-PyTorch ``pyramidnet.py`` is this same fan_out He init
-    (torchvision ``resnet.py`` and RepDistiller ``resnet.py`` call ``kaiming_normal_`` directly).
-    """
+
+def init_he(
+    module: nn.Module,
+    mode: str = "fan_out",
+    linear_std: float | None = None,
+    zero_conv_bias: bool = True,
+) -> None:
+    """He-normal (``mode`` fan_out or fan_in, ReLU) convs, their bias zeroed unless
+    ``zero_conv_bias=False`` (then PyTorch's default is kept), BN/GN weight 1 bias 0; Linear
+    layers get N(0, linear_std) weights and zero bias when ``linear_std`` is given (else
+    PyTorch default). Modules in ``module.modules()`` order (the order of the draws)."""
     for m in module.modules():
         if isinstance(m, nn.Conv2d):
-            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            if m.bias is not None:
+            nn.init.kaiming_normal_(m.weight, mode=mode, nonlinearity="relu")
+            if m.bias is not None and zero_conv_bias:
                 nn.init.zeros_(m.bias)
         elif isinstance(m, nn.BatchNorm2d | nn.GroupNorm):
             nn.init.ones_(m.weight)
@@ -62,3 +78,14 @@ def init_fan_out(module: nn.Module, linear_std: float | None = None) -> None:
         elif isinstance(m, nn.Linear) and linear_std is not None:
             nn.init.normal_(m.weight, 0.0, linear_std)
             nn.init.zeros_(m.bias)
+
+
+def init_fan_out(module: nn.Module, linear_std: float | None = None) -> None:
+    """:func:`init_he` with fan_out: He-normal convs with zero bias, BN/GN 1/0, Linear
+    N(0, linear_std) with zero bias when ``linear_std`` is given.
+
+    The ``normal_(0, sqrt(2 / (k*k*out_channels)))`` of RepDistiller ``wrn.py`` / ``vgg.py`` /
+    ``mobilenetv2.py`` and CutMix-PyTorch ``pyramidnet.py`` is this same fan_out He init
+    (torchvision ``resnet.py`` and RepDistiller ``resnet.py`` call ``kaiming_normal_`` directly).
+    """
+    init_he(module, "fan_out", linear_std)

@@ -13,62 +13,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mixkit.models.base import Classifier, check_sizes, init_fan_out
+from mixkit.models.base import check_depth, check_sizes, init_fan_out
+from mixkit.models.resnet import BasicBlock, Bottleneck, ResNetStages
 
 
-def _conv3x3(cin: int, cout: int, stride: int = 1) -> nn.Conv2d:
-    return nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
-
-
-class BasicBlock(nn.Module):
-    """3x3-BN-ReLU-3x3-BN + shortcut, ReLU (RepDistiller ``BasicBlock``)."""
-
-    expansion = 1
-
-    def __init__(self, cin: int, planes: int, stride: int = 1, downsample: nn.Module | None = None):
-        super().__init__()
-        self.conv1 = _conv3x3(cin, planes, stride)
-        self.bn1 = nn.BatchNorm2d(planes)
-        self.relu = nn.ReLU(inplace=True)
-        self.conv2 = _conv3x3(planes, planes)
-        self.bn2 = nn.BatchNorm2d(planes)
-        self.downsample = downsample
-
-    def forward(self, x: Tensor) -> Tensor:
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
-        short = x if self.downsample is None else self.downsample(x)
-        return F.relu(out + short)
-
-
-class Bottleneck(nn.Module):
-    """1x1-3x3(stride)-1x1 with 4x expansion (RepDistiller ``Bottleneck``)."""
-
-    expansion = 4
-
-    def __init__(self, cin: int, planes: int, stride: int = 1, downsample: nn.Module | None = None):
-        super().__init__()
-        self.conv1 = nn.Conv2d(cin, planes, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(planes)
-        self.conv2 = _conv3x3(planes, planes, stride)
-        self.bn2 = nn.BatchNorm2d(planes)
-        self.conv3 = nn.Conv2d(planes, planes * 4, 1, bias=False)
-        self.bn3 = nn.BatchNorm2d(planes * 4)
-        self.relu = nn.ReLU(inplace=True)
-        self.downsample = downsample
-
-    def forward(self, x: Tensor) -> Tensor:
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.relu(self.bn2(self.conv2(out)))
-        out = self.bn3(self.conv3(out))
-        short = x if self.downsample is None else self.downsample(x)
-        return F.relu(out + short)
-
-
-class CifarResNet(Classifier):
+class CifarResNet(ResNetStages):
     """RepDistiller ``ResNet(depth, num_filters, block_name)`` for 32x32 inputs.
 
     Args:
@@ -92,18 +43,9 @@ class CifarResNet(Classifier):
         if block not in blocks:
             raise ValueError(f"block must be 'basic' or 'bottleneck', got {block!r}")
         kind, per = blocks[block]
-        if (
-            isinstance(depth, bool)
-            or not isinstance(depth, int)
-            or (depth - 2) % per
-            or depth < 2 + per
-        ):
-            raise ValueError(
-                f"depth must be {per}n+2 with n >= 1 for {block} blocks, got {depth!r}"
-            )
+        n = check_depth(depth, per, blocks=block)
         if len(num_filters) != 4 or any(int(c) < 1 for c in num_filters):
             raise ValueError(f"num_filters must be 4 positive widths, got {num_filters!r}")
-        n = (depth - 2) // per
         self.inplanes = int(num_filters[0])
         self.conv1 = nn.Conv2d(in_channels, self.inplanes, 3, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(self.inplanes)
@@ -114,18 +56,6 @@ class CifarResNet(Classifier):
         self.feature_dim = int(num_filters[3]) * kind.expansion
         self.fc = nn.Linear(self.feature_dim, num_classes)
         init_fan_out(self)
-
-    def _make_layer(self, kind: type, planes: int, n: int, stride: int) -> nn.Sequential:
-        downsample = None
-        if stride != 1 or self.inplanes != planes * kind.expansion:
-            downsample = nn.Sequential(
-                nn.Conv2d(self.inplanes, planes * kind.expansion, 1, stride, bias=False),
-                nn.BatchNorm2d(planes * kind.expansion),
-            )
-        layers = [kind(self.inplanes, planes, stride, downsample)]
-        self.inplanes = planes * kind.expansion
-        layers += [kind(self.inplanes, planes) for _ in range(1, n)]
-        return nn.Sequential(*layers)
 
     def features(self, x: Tensor) -> Tensor:
         x = self.relu(self.bn1(self.conv1(x)))

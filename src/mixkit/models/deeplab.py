@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mixkit.models.base import check_sizes
+from mixkit.models.base import check_sizes, init_he
 from mixkit.models.resnet import ResNet
 from mixkit.models.weights import load_weights
 
@@ -122,12 +122,7 @@ class DeepLabV3Plus(nn.Module):
         self.feature_dim = 304
         self.num_classes = num_classes
         for part in (self.aspp, self.reduce, self.last_conv, self.classifier):
-            for m in part.modules():
-                if isinstance(m, nn.Conv2d):
-                    nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu")
-                elif isinstance(m, nn.BatchNorm2d):
-                    nn.init.ones_(m.weight)
-                    nn.init.zeros_(m.bias)
+            init_he(part, "fan_in", zero_conv_bias=False)  # the classifier keeps its bias init
 
     def encode(self, x: Tensor) -> Tensor:
         """(B, C, H, W) -> encoder features (B, 304, ceil(H/4), ceil(W/4))."""

@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mixkit.models.base import Classifier, check_sizes, init_fan_out
+from mixkit.models.base import Classifier, check_depth, check_sizes, init_fan_out
 
 
 class _PyramidBlock(nn.Module):
@@ -70,18 +70,10 @@ class PyramidNet(Classifier):
     ) -> None:
         super().__init__()
         check_sizes(num_classes, in_channels)
-        per = 9 if bottleneck else 6
-        if (
-            isinstance(depth, bool)
-            or not isinstance(depth, int)
-            or (depth - 2) % per
-            or depth < 2 + per
-        ):
-            kind = "bottleneck" if bottleneck else "basic"
-            raise ValueError(f"depth must be {per}n+2 with n >= 1 for {kind} blocks, got {depth!r}")
+        kind, per, expansion = ("bottleneck", 9, 4) if bottleneck else ("basic", 6, 1)
+        n = check_depth(depth, per, blocks=kind)
         if not alpha >= 0:
             raise ValueError(f"alpha must be >= 0, got {alpha!r}")
-        n, expansion = (depth - 2) // per, 4 if bottleneck else 1
         add = alpha / (3 * n)
         self.conv1 = nn.Conv2d(in_channels, 16, 3, 1, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(16)

@@ -25,8 +25,13 @@ def _conv3x3(cin: int, cout: int, stride: int = 1, dilation: int = 1) -> nn.Conv
     return nn.Conv2d(cin, cout, 3, stride, dilation, dilation=dilation, bias=False)
 
 
-class BasicBlock(nn.Module):
-    expansion = 1
+class _Residual(nn.Module):
+    """``relu(body(x) + shortcut)``, the shortcut ``downsample(x)`` where the shape changes,
+    else ``x``. Subclasses register their layers in ``_build`` (torchvision / RepDistiller
+    module names and order, ``downsample`` last) and compute the body in ``_body``."""
+
+    expansion: int
+    relu: nn.ReLU
 
     def __init__(
         self,
@@ -37,6 +42,27 @@ class BasicBlock(nn.Module):
         dilation: int = 1,
     ) -> None:
         super().__init__()
+        self._build(cin, planes, stride, dilation)
+        self.downsample = downsample
+
+    def _build(self, cin: int, planes: int, stride: int, dilation: int) -> None:
+        raise NotImplementedError
+
+    def _body(self, x: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = self._body(x)
+        return self.relu(out + (x if self.downsample is None else self.downsample(x)))
+
+
+class BasicBlock(_Residual):
+    """3x3(stride)-BN-ReLU-3x3-BN + shortcut, ReLU (torchvision and RepDistiller
+    ``BasicBlock``)."""
+
+    expansion = 1
+
+    def _build(self, cin: int, planes: int, stride: int, dilation: int) -> None:
         if dilation > 1:  # torchvision raises too: basic blocks have no dilated variant
             raise ValueError("replace_stride_with_dilation needs bottleneck blocks (resnet50+)")
         self.conv1 = _conv3x3(cin, planes, stride)
@@ -44,26 +70,19 @@ class BasicBlock(nn.Module):
         self.relu = nn.ReLU(inplace=True)
         self.conv2 = _conv3x3(planes, planes)
         self.bn2 = nn.BatchNorm2d(planes)
-        self.downsample = downsample
 
-    def forward(self, x: Tensor) -> Tensor:
+    def _body(self, x: Tensor) -> Tensor:
         out = self.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
-        return self.relu(out + (x if self.downsample is None else self.downsample(x)))
+        return self.bn2(self.conv2(out))
 
 
-class Bottleneck(nn.Module):
+class Bottleneck(_Residual):
+    """1x1-3x3(stride, dilation)-1x1 with 4x expansion, the stride on the 3x3 (torchvision
+    "ResNet v1.5" and RepDistiller ``Bottleneck``)."""
+
     expansion = 4
 
-    def __init__(
-        self,
-        cin: int,
-        planes: int,
-        stride: int = 1,
-        downsample: nn.Module | None = None,
-        dilation: int = 1,
-    ) -> None:
-        super().__init__()
+    def _build(self, cin: int, planes: int, stride: int, dilation: int) -> None:
         self.conv1 = nn.Conv2d(cin, planes, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(planes)
         self.conv2 = _conv3x3(planes, planes, stride, dilation)
@@ -71,16 +90,41 @@ class Bottleneck(nn.Module):
         self.conv3 = nn.Conv2d(planes, planes * 4, 1, bias=False)
         self.bn3 = nn.BatchNorm2d(planes * 4)
         self.relu = nn.ReLU(inplace=True)
-        self.downsample = downsample
 
-    def forward(self, x: Tensor) -> Tensor:
+    def _body(self, x: Tensor) -> Tensor:
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.relu(self.bn2(self.conv2(out)))
-        out = self.bn3(self.conv3(out))
-        return self.relu(out + (x if self.downsample is None else self.downsample(x)))
+        return self.bn3(self.conv3(out))
 
 
-class ResNet(Classifier):
+class ResNetStages(Classifier):
+    """Base of the ImageNet and CIFAR ResNets: :meth:`_make_layer` builds one stage from
+    ``self.inplanes`` channels (torchvision and RepDistiller ``_make_layer``)."""
+
+    inplanes: int
+    dilation = 1
+
+    def _make_layer(self, kind: type, planes: int, n: int, stride: int, dilate: bool = False):
+        """``n`` blocks of ``kind`` to ``planes * kind.expansion`` channels, the first at
+        ``stride`` with a conv1x1(stride) + BN ``downsample`` where the shape changes.
+        ``dilate`` turns the stride into dilation (the first block keeps the previous one)."""
+        previous = self.dilation
+        if dilate:
+            self.dilation *= stride
+            stride = 1
+        downsample = None
+        if stride != 1 or self.inplanes != planes * kind.expansion:
+            downsample = nn.Sequential(
+                nn.Conv2d(self.inplanes, planes * kind.expansion, 1, stride, bias=False),
+                nn.BatchNorm2d(planes * kind.expansion),
+            )
+        blocks = [kind(self.inplanes, planes, stride, downsample, previous)]
+        self.inplanes = planes * kind.expansion
+        blocks += [kind(self.inplanes, planes, dilation=self.dilation) for _ in range(1, n)]
+        return nn.Sequential(*blocks)
+
+
+class ResNet(ResNetStages):
     """torchvision-compatible ResNet. x (B, C, H, W) -> features (B, 512*expansion, H/32, W/32)
     (H/16 with layer4 dilated).
 
@@ -128,22 +172,6 @@ class ResNet(Classifier):
                     nn.init.zeros_(m.bn3.weight)
                 elif isinstance(m, BasicBlock):
                     nn.init.zeros_(m.bn2.weight)
-
-    def _make_layer(self, kind: type, planes: int, n: int, stride: int, dilate: bool):
-        previous = self.dilation
-        if dilate:
-            self.dilation *= stride
-            stride = 1
-        downsample = None
-        if stride != 1 or self.inplanes != planes * kind.expansion:
-            downsample = nn.Sequential(
-                nn.Conv2d(self.inplanes, planes * kind.expansion, 1, stride, bias=False),
-                nn.BatchNorm2d(planes * kind.expansion),
-            )
-        blocks = [kind(self.inplanes, planes, stride, downsample, previous)]
-        self.inplanes = planes * kind.expansion
-        blocks += [kind(self.inplanes, planes, dilation=self.dilation) for _ in range(1, n)]
-        return nn.Sequential(*blocks)
 
     def stages(self, x: Tensor) -> list[Tensor]:
         """The outputs of layer1..layer4: strides 4, 8, 16, 32 (less where dilated)."""

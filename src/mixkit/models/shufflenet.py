@@ -29,18 +29,24 @@ def channel_shuffle(x: Tensor, groups: int) -> Tensor:
     return x.view(n, groups, c // groups, h, w).transpose(1, 2).reshape(n, c, h, w)
 
 
+def _conv_bns(unit: nn.Module, *layers: tuple[int, int, int, int, int]) -> None:
+    """Register ``conv1, bn1, conv2, bn2, ...`` (RepDistiller's names) on ``unit``: one
+    bias-free k x k conv (padding k // 2) + BN per ``(cin, cout, k, stride, groups)``."""
+    for i, (cin, cout, k, stride, groups) in enumerate(layers, 1):
+        conv = nn.Conv2d(cin, cout, k, stride, k // 2, groups=groups, bias=False)
+        unit.add_module(f"conv{i}", conv)
+        unit.add_module(f"bn{i}", nn.BatchNorm2d(cout))
+
+
 class _V1Unit(nn.Module):
     def __init__(self, cin: int, cout: int, stride: int, groups: int) -> None:
         super().__init__()
         mid = cout // 4
         self.g1 = 1 if cin == 24 else groups
         self.stride = stride
-        self.conv1 = nn.Conv2d(cin, mid, 1, groups=self.g1, bias=False)
-        self.bn1 = nn.BatchNorm2d(mid)
-        self.conv2 = nn.Conv2d(mid, mid, 3, stride, 1, groups=mid, bias=False)
-        self.bn2 = nn.BatchNorm2d(mid)
-        self.conv3 = nn.Conv2d(mid, cout, 1, groups=groups, bias=False)
-        self.bn3 = nn.BatchNorm2d(cout)
+        _conv_bns(
+            self, (cin, mid, 1, 1, self.g1), (mid, mid, 3, stride, mid), (mid, cout, 1, 1, groups)
+        )
 
     def forward(self, x: Tensor) -> Tensor:
         out = channel_shuffle(F.relu(self.bn1(self.conv1(x))), self.g1)
@@ -87,12 +93,7 @@ class _V2Basic(nn.Module):
     def __init__(self, channels: int) -> None:
         super().__init__()
         c = channels // 2
-        self.conv1 = nn.Conv2d(c, c, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(c)
-        self.conv2 = nn.Conv2d(c, c, 3, 1, 1, groups=c, bias=False)
-        self.bn2 = nn.BatchNorm2d(c)
-        self.conv3 = nn.Conv2d(c, c, 1, bias=False)
-        self.bn3 = nn.BatchNorm2d(c)
+        _conv_bns(self, (c, c, 1, 1, 1), (c, c, 3, 1, c), (c, c, 1, 1, 1))
 
     def forward(self, x: Tensor) -> Tensor:
         c = x.shape[1] // 2
@@ -106,16 +107,9 @@ class _V2Down(nn.Module):
     def __init__(self, cin: int, cout: int) -> None:
         super().__init__()
         mid = cout // 2
-        self.conv1 = nn.Conv2d(cin, cin, 3, 2, 1, groups=cin, bias=False)  # left branch
-        self.bn1 = nn.BatchNorm2d(cin)
-        self.conv2 = nn.Conv2d(cin, mid, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(mid)
-        self.conv3 = nn.Conv2d(cin, mid, 1, bias=False)  # right branch
-        self.bn3 = nn.BatchNorm2d(mid)
-        self.conv4 = nn.Conv2d(mid, mid, 3, 2, 1, groups=mid, bias=False)
-        self.bn4 = nn.BatchNorm2d(mid)
-        self.conv5 = nn.Conv2d(mid, mid, 1, bias=False)
-        self.bn5 = nn.BatchNorm2d(mid)
+        left = [(cin, cin, 3, 2, cin), (cin, mid, 1, 1, 1)]  # conv1, conv2
+        right = [(cin, mid, 1, 1, 1), (mid, mid, 3, 2, mid), (mid, mid, 1, 1, 1)]  # conv3-5
+        _conv_bns(self, *left, *right)
 
     def forward(self, x: Tensor) -> Tensor:
         left = F.relu(self.bn2(self.conv2(self.bn1(self.conv1(x)))))

@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mixkit.models.base import Classifier, check_sizes, init_fan_out
+from mixkit.models.base import Classifier, check_depth, check_sizes, init_fan_out
 
 
 class _WideBlock(nn.Module):
@@ -69,11 +69,10 @@ class WideResNet(Classifier):
     ) -> None:
         super().__init__()
         check_sizes(num_classes, in_channels)
-        if isinstance(depth, bool) or not isinstance(depth, int) or (depth - 4) % 6 or depth < 10:
-            raise ValueError(f"depth must be 6n+4 with n >= 1, got {depth!r}")
+        n = check_depth(depth, 6, offset=4)
         if isinstance(widen_factor, bool) or not isinstance(widen_factor, int) or widen_factor < 1:
             raise ValueError(f"widen_factor must be an int >= 1, got {widen_factor!r}")
-        n, k = (depth - 4) // 6, widen_factor
+        k = widen_factor
         ch = [16, 16 * k, 32 * k, 64 * k]
         self.conv1 = nn.Conv2d(in_channels, ch[0], 3, 1, 1, bias=False)
         self.block1 = _NetworkBlock(n, ch[0], ch[1], 1, drop_rate)

@@ -61,6 +61,12 @@ def check_perm(perm: Tensor, batch: int) -> None:
     require((perm >= 0) & (perm < batch), f"perm must hold indices in [0, {batch})")
 
 
+def _partners(images: Tensor, perm: Tensor) -> Tensor:
+    """``images[perm]`` (B, C, H, W) after checking ``perm`` (B,) int64 indices into the batch."""
+    check_perm(perm, images.shape[0])
+    return images.index_select(0, perm.to(images.device, non_blocking=True))
+
+
 def destination(images: Tensor, out: Tensor | None, inplace: bool) -> Tensor | None:
     """Where a result is written: ``images`` (inplace), ``out`` (checked), or None (new)."""
     if inplace:
@@ -186,18 +192,13 @@ def mixup(
 ) -> Tensor:
     """MixUp (Zhang et al. 2018): ``lam[i]*x[i] + (1-lam[i])*x[perm[i]]``. (B,C,H,W) -> same.
 
-    Computed with ``w = 1 - lam`` by ``lerp_exact`` (uint8: ``round(x*(1-w) + x[perm]*w)``
-    in float32)."""
+    ``blend`` of the partners with ``w = 1 - lam`` (``lerp_exact``; uint8:
+    ``round(x*(1-w) + x[perm]*w)`` in float32)."""
     check_images(images)
     _check_vector(lam, images.shape[0], "lam")
     require((lam >= 0) & (lam <= 1), "lam must lie in [0, 1] (no NaN)")
-    check_perm(perm, images.shape[0])
-    dst = destination(images, out, inplace)
-    partner = images.index_select(0, perm.to(images.device, non_blocking=True))
-    w = blend_weight(lam, images)
-    if images.is_floating_point():
-        return lerp_exact(images, partner, w, dst)
-    return round_blend(images, partner, w, dst)
+    partner = _partners(images, perm)
+    return blend(images, partner, blend_weight(lam, images), out=out, inplace=inplace)
 
 
 def paste_region(
@@ -234,14 +235,9 @@ def cutmix(
     """CutMix (Yun et al. 2019): paste the partner's pixels inside each box.
 
     images (B, C, H, W) float or uint8, boxes (B, 4) int64 xyxy, perm (B,) int64 ->
-    (B, C, H, W) of the images' dtype."""
+    (B, C, H, W) of the images' dtype: ``paste_region`` of the partners."""
     check_images(images)
-    b, _, h, w = images.shape
-    check_perm(perm, b)
-    check_boxes(boxes, b, h, w)
-    dst = destination(images, out, inplace)
-    partner = images.index_select(0, perm.to(images.device, non_blocking=True))
-    return select(box_mask(boxes, h, w, images.device), partner, images, dst)
+    return paste_region(images, _partners(images, perm), boxes, out=out, inplace=inplace)
 
 
 def _nearest_index(n_dst: int, start: Tensor, length: Tensor, n_src: int) -> Tensor:
@@ -346,11 +342,10 @@ def resizemix(
     inplace: bool = False,
 ) -> Tensor:
     """ResizeMix (Qin et al. 2020): paste the whole partner image, resized, into each box.
-    images (B, C, H, W) float or uint8, boxes (B, 4) int64, perm (B,) int64 -> same."""
+    images (B, C, H, W) float or uint8, boxes (B, 4) int64, perm (B,) int64 -> same:
+    ``resize_paste`` of the partners."""
     check_images(images)
-    check_perm(perm, images.shape[0])
-    partner = images.index_select(0, perm.to(images.device, non_blocking=True))
-    return resize_paste(images, partner, boxes, mode, out=out, inplace=inplace)
+    return resize_paste(images, _partners(images, perm), boxes, mode, out=out, inplace=inplace)
 
 
 def cutout(
@@ -388,12 +383,10 @@ def mask_mix(
 ) -> Tensor:
     """Take the partner's pixels where ``mask`` (B, H, W) bool is True (ClassMix, FMix).
 
-    images (B, C, H, W), perm (B,) int64 -> (B, C, H, W)."""
+    images (B, C, H, W), perm (B,) int64 -> (B, C, H, W): ``blend`` of the partners with the
+    mask as a boolean weight."""
     check_images(images)
     b, _, h, w = images.shape
     check_mask(mask, (b, h, w))
-    check_perm(perm, b)
-    dst = destination(images, out, inplace)
-    partner = images.index_select(0, perm.to(images.device, non_blocking=True))
-    region = mask.to(images.device, non_blocking=True).unsqueeze(1)
-    return select(region, partner, images, dst)
+    partner = _partners(images, perm)
+    return blend(images, partner, mask.unsqueeze(1), out=out, inplace=inplace)

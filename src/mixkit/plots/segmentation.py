@@ -131,6 +131,7 @@ def _accuracy(gt: Tensor, pred: Tensor, ignore: int, background: int | None) -> 
 
 
 def _grid(rows: int, n: int, row_names: Sequence[str]) -> tuple[Any, Any]:
+    """A rows x n grid of bare axes, row i labelled ``row_names[i]``."""
     fig, axes = plt.subplots(
         rows, n, figsize=(1.55 * n + 0.4, 1.7 * rows + 0.7), squeeze=False, layout="constrained"
     )
@@ -142,6 +143,24 @@ def _grid(rows: int, n: int, row_names: Sequence[str]) -> tuple[Any, Any]:
     for r, name in enumerate(row_names):
         axes[r, 0].set_ylabel(name, fontsize=8)
     return fig, axes
+
+
+def _seg_grid(
+    images: Tensor,
+    maps: dict[str, Tensor],
+    class_names: Sequence[str] | None,
+    ignore: int,
+    row_names: Sequence[str],
+    params: MixParams | None = None,
+) -> tuple[Any, Any, Tensor]:
+    """Check the (N, C, H, W) images, their named (N, H, W) label ``maps`` and ``params``;
+    then the figure, its len(row_names) x N axes and the (K, 3) colours of the classes."""
+    _check(images, maps)
+    if params is not None:
+        params.check(images.shape[0], tuple(images.shape[2:]))
+    colours = class_colours(_num_classes(list(maps.values()), class_names, ignore))
+    fig, axes = _grid(len(row_names), images.shape[0], row_names)
+    return fig, axes, colours
 
 
 def seg_overlay_figure(
@@ -160,11 +179,11 @@ def seg_overlay_figure(
     prediction titled with its pixel accuracy over the non-ignored pixels and over the
     foreground (non-background) ones, and a legend of the classes present in ``gt`` and
     ``pred``."""
-    _check(images, {"gt": gt, "pred": pred})
-    colours = class_colours(_num_classes([gt, pred], class_names, ignore_index))
-    n = images.shape[0]
-    fig, axes = _grid(3, n, ("image", "ground truth", "prediction"))
-    for i in range(n):
+    rows = ("image", "ground truth", "prediction")
+    fig, axes, colours = _seg_grid(
+        images, {"gt": gt, "pred": pred}, class_names, ignore_index, rows
+    )
+    for i in range(images.shape[0]):
         img = _rgb(images[i])
         axes[0, i].imshow(img.numpy(), interpolation="nearest")
         for r, lab in ((1, gt[i]), (2, pred[i])):
@@ -208,12 +227,11 @@ def seg_mix_figure(
     """Two rows over N columns: (N, C, H, W) mixed images (uint8, or float in [0, 1]) titled
     with λ and their (N, H, W) integer mixed label maps in the :func:`class_colours`; the
     pasted region of ``params`` outlined on both, and a legend of the classes present."""
-    _check(images, {"labels": labels})
-    params.check(images.shape[0], tuple(images.shape[2:]))
-    colours = class_colours(_num_classes([labels], class_names, ignore_index))
-    n = images.shape[0]
-    fig, axes = _grid(2, n, ("mixed image", "mixed labels"))
-    for i in range(n):
+    rows = ("mixed image", "mixed labels")
+    fig, axes, colours = _seg_grid(
+        images, {"labels": labels}, class_names, ignore_index, rows, params
+    )
+    for i in range(images.shape[0]):
         axes[0, i].imshow(_rgb(images[i]).numpy(), interpolation="nearest")
         painted = _paint(None, labels[i], colours, ignore_index, None)
         axes[1, i].imshow(painted.numpy(), interpolation="nearest")

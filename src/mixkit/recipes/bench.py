@@ -13,26 +13,23 @@ import argparse
 
 from mixkit import bench
 
+# --sizes / --ops: flag name -> (its choices, all of them the default; what a value names).
+_LISTS = {"sizes": (bench.SIZES, "batches"), "ops": (bench.OPS, "ops")}
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "bench",
         help="op-speed benchmark, eager and compiled (vs clone and timm/torchvision/kornia)",
     )
-    p.add_argument(
-        "--sizes",
-        nargs="+",
-        default=list(bench.SIZES),
-        choices=list(bench.SIZES),
-        help="batches to time; default all",
-    )
-    p.add_argument(
-        "--ops",
-        nargs="+",
-        default=list(bench.OPS),
-        choices=list(bench.OPS),
-        help="ops to time; default all",
-    )
+    for name, (values, what) in _LISTS.items():
+        p.add_argument(
+            f"--{name}",
+            nargs="+",
+            default=list(values),
+            choices=list(values),
+            help=f"{what} to time; default all",
+        )
     p.add_argument(
         "--threads", type=int, default=1, help="torch threads, set explicitly; default 1"
     )
@@ -73,10 +70,9 @@ def command(args: argparse.Namespace) -> str:
     """The canonical command line that reproduces this run (MALLOC_* vars included if set)."""
     argv = ["bench", "--threads", str(args.threads), "--rounds", str(args.rounds)]
     argv += ["--min-time", str(args.min_time)]
-    if args.sizes != list(bench.SIZES):
-        argv += ["--sizes", *args.sizes]
-    if args.ops != list(bench.OPS):
-        argv += ["--ops", *args.ops]
+    for name, (values, _) in _LISTS.items():
+        if getattr(args, name) != list(values):
+            argv += [f"--{name}", *getattr(args, name)]
     if args.device != "cpu":
         argv += ["--device", args.device]
     if args.timer != "wall":

@@ -8,8 +8,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from mixkit.augment.base import MixTransform, Region, check_fraction
-from mixkit.augment.settings import base_args
+from mixkit.augment.base import MixTransform, Region
+from mixkit.augment.settings import base_args, check_fraction, is_weight
 from mixkit.augment.transforms.cutmix import CutMix
 from mixkit.augment.transforms.mixup import MixUp
 
@@ -50,11 +50,8 @@ class RandomChoice(MixTransform):
             raise ValueError("transforms must be a non-empty sequence of MixTransform")
         if probs is None:
             probs = [1.0 / len(transforms)] * len(transforms)
-        numbers = all(
-            isinstance(q, int | float) and not isinstance(q, bool) and 0 <= q < float("inf")
-            for q in probs
-        )
-        if len(probs) != len(transforms) or not numbers or sum(probs) <= 0:
+        weights = all(is_weight(q) for q in probs)
+        if len(probs) != len(transforms) or not weights or sum(probs) <= 0:
             raise ValueError(
                 f"probs must be {len(transforms)} non-negative weights with a positive sum, "
                 f"got {probs!r}"
@@ -132,11 +129,8 @@ class MixUpCutMix(RandomChoice):
         check_layout: bool = True,
     ) -> None:
         check_fraction(switch_prob, "switch_prob")
-        alphas_ok = all(
-            isinstance(a, int | float) and not isinstance(a, bool) and 0 <= a < float("inf")
-            for a in (mixup_alpha, cutmix_alpha)
-        )
-        if not alphas_ok or mixup_alpha == cutmix_alpha == 0:
+        alphas = (mixup_alpha, cutmix_alpha)
+        if not all(is_weight(a) for a in alphas) or mixup_alpha == cutmix_alpha == 0:
             raise ValueError(
                 "mixup_alpha and cutmix_alpha must be >= 0 and not both 0, "
                 f"got {mixup_alpha!r}, {cutmix_alpha!r}"

@@ -10,7 +10,7 @@ from torch import Tensor
 from mixkit import ops
 from mixkit.augment.base import MixTransform, Region
 from mixkit.augment.params import Kind
-from mixkit.augment.settings import base_args
+from mixkit.augment.settings import base_args, check_choice
 from mixkit.ops.masks import HALVES
 
 
@@ -48,8 +48,7 @@ class ClassMix(MixTransform):
     ) -> None:
         if num_classes is None:
             raise ValueError("num_classes is required for ClassMix")
-        if half not in HALVES:
-            raise ValueError(f"half must be one of {HALVES}, got {half!r}")
+        check_choice(half, "half", HALVES)
         super().__init__(**base_args(locals()))
         self.half = half
         self.last_classes: Tensor | None = None

@@ -5,12 +5,13 @@ from __future__ import annotations
 import torch
 
 from mixkit import ops
-from mixkit.augment.base import MixTransform, Region, check_alpha
+from mixkit.augment.base import Region
 from mixkit.augment.params import Kind
 from mixkit.augment.settings import base_args
+from mixkit.augment.transforms.beta import BetaMix
 
 
-class CutMix(MixTransform):
+class CutMix(BetaMix):
     """CutMix: paste the partner's pixels in a box of area ~ (1-λ), λ ~ Beta(alpha, alpha).
     The reported λ is always the exact kept pixel fraction.
 
@@ -46,14 +47,13 @@ class CutMix(MixTransform):
         check_layout: bool = True,
     ) -> None:
         super().__init__(**base_args(locals()))
-        self.alpha = check_alpha(alpha)
+        self._set_beta(alpha, share_lam)
         self.correct_lam = bool(correct_lam)
-        self.share_lam = bool(share_lam)
 
     def _draw_boxes(self, n, k, height, width, generator):
         """(n * k, 4) int64 boxes, k per sample, of area (1 - λ) / k each (λ per sample,
         or one for the batch with ``share_lam``)."""
-        lam = ops.sample_beta(self.alpha, 1 if self.share_lam else n, generator).expand(n)
+        lam = self._draw_lam(n, generator)
         area = 1 - lam if k == 1 else (1 - lam).repeat_interleave(k) / k
         h, w = ops.cut_size(area, height, width)
         place = ops.sample_boxes_centred if self.correct_lam else ops.sample_boxes_inside

@@ -10,11 +10,7 @@ import torch
 from mixkit import ops
 from mixkit.augment.base import MixTransform, Region
 from mixkit.augment.params import Kind
-from mixkit.augment.settings import base_args
-
-
-def _is_number(v: object) -> bool:
-    return isinstance(v, int | float) and not isinstance(v, bool)
+from mixkit.augment.settings import base_args, check_count, is_number
 
 
 class Cutout(MixTransform):
@@ -47,15 +43,13 @@ class Cutout(MixTransform):
         check_layout: bool = True,
     ) -> None:
         super().__init__(**base_args(locals()))
-        if isinstance(length, bool) or not isinstance(length, int) or length < 1:
-            raise ValueError(f"length must be an int >= 1, got {length!r}")
-        if isinstance(value, Sequence) and value and all(_is_number(v) for v in value):
+        self.length = check_count(length, "length")
+        if isinstance(value, Sequence) and value and all(is_number(v) for v in value):
             value = tuple(float(v) for v in value)
-        elif _is_number(value):
+        elif is_number(value):
             value = float(value)
         else:
             raise ValueError(f"value must be a number or a sequence of numbers, got {value!r}")
-        self.length = length
         self.value = value
 
     def _extras(self) -> dict[str, Any]:

@@ -5,12 +5,13 @@ from __future__ import annotations
 import torch
 
 from mixkit import ops
-from mixkit.augment.base import MixTransform, Region, check_alpha
+from mixkit.augment.base import Region
 from mixkit.augment.params import Kind
-from mixkit.augment.settings import base_args
+from mixkit.augment.settings import base_args, check_alpha
+from mixkit.augment.transforms.beta import BetaMix
 
 
-class FMix(MixTransform):
+class FMix(BetaMix):
     """FMix: a thresholded low-frequency mask covering exactly ``round((1-λ) H W)`` pixels,
     λ ~ Beta(alpha, alpha).
 
@@ -41,11 +42,10 @@ class FMix(MixTransform):
         check_layout: bool = True,
     ) -> None:
         super().__init__(**base_args(locals()))
-        self.alpha = check_alpha(alpha)
+        self._set_beta(alpha, share_lam)
         self.decay_power = check_alpha(decay_power, "decay_power")
-        self.share_lam = bool(share_lam)
 
     def _draw_region(self, n, height, width, generator, **context) -> Region:
-        lam = ops.sample_beta(self.alpha, 1 if self.share_lam else n, generator).expand(n)
+        lam = self._draw_lam(n, generator)
         mask = ops.fmix_mask(1 - lam, height, width, generator, self.decay_power)
         return Region.of_mask(Kind.MASK, mask)

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import torch
 
-from mixkit import ops
-from mixkit.augment.base import MixTransform, Region, check_alpha, kind_array
+from mixkit.augment.base import Region, kind_array
 from mixkit.augment.params import Kind
 from mixkit.augment.settings import base_args
+from mixkit.augment.transforms.beta import BetaMix
 
 
-class MixUp(MixTransform):
+class MixUp(BetaMix):
     """MixUp: ``x = λ x_i + (1-λ) x_perm``, λ ~ Beta(alpha, alpha) per sample (``mode="elem"``)
     or per batch (``mode="batch"``). Labels are mixed with the same λ.
 
@@ -39,7 +39,7 @@ class MixUp(MixTransform):
         check_layout: bool = True,
     ) -> None:
         super().__init__(**base_args(locals()))
-        self.alpha = check_alpha(alpha)
+        self._set_beta(alpha)
 
     def _draw_region(self, n, height, width, generator, **context) -> Region:
-        return Region(kind_array(n, Kind.BLEND), ops.sample_beta(self.alpha, n, generator))
+        return Region(kind_array(n, Kind.BLEND), self._draw_lam(n, generator))

@@ -8,7 +8,7 @@ import torch
 from mixkit import ops
 from mixkit.augment.base import Region
 from mixkit.augment.params import Kind
-from mixkit.augment.settings import base_args
+from mixkit.augment.settings import base_args, check_count
 from mixkit.augment.transforms.cutmix import CutMix
 
 
@@ -45,9 +45,7 @@ class MultiBoxCutMix(CutMix):
         check_layout: bool = True,
     ) -> None:
         super().__init__(alpha, correct_lam, share_lam, **base_args(locals()))
-        if isinstance(num_boxes, bool) or not isinstance(num_boxes, int) or num_boxes < 1:
-            raise ValueError(f"num_boxes must be an int >= 1, got {num_boxes!r}")
-        self.num_boxes = num_boxes
+        self.num_boxes = check_count(num_boxes, "num_boxes")
 
     def _draw_region(self, n, height, width, generator, **context) -> Region:
         k = self.num_boxes

@@ -22,6 +22,7 @@ from torch import Tensor
 from mixkit import ops
 from mixkit.augment.base import Mixed, MixTransform, Region, batch_hw, make_generator
 from mixkit.augment.params import RESIZE_MODES, Kind, MixParams
+from mixkit.augment.settings import base_args, check_choice, is_number
 from mixkit.ops import pixels
 
 INTERPOLATIONS = RESIZE_MODES
@@ -69,24 +70,11 @@ class RecursiveMix(MixTransform):
         check_finite: bool = True,
         check_layout: bool = True,
     ) -> None:
-        super().__init__(
-            p=p,
-            mode="elem" if per_sample else "batch",
-            num_classes=num_classes,
-            label_smoothing=label_smoothing,
-            multilabel=multilabel,
-            generator=generator,
-            check_finite=check_finite,
-            check_layout=check_layout,
-        )
-        if isinstance(alpha, bool) or not isinstance(alpha, int | float) or not 0 < alpha <= 1:
+        super().__init__(mode="elem" if per_sample else "batch", **base_args(locals()))
+        if not is_number(alpha) or not 0 < alpha <= 1:
             raise ValueError(f"alpha must be an area fraction in (0, 1], got {alpha!r}")
-        if interpolation not in INTERPOLATIONS:
-            raise ValueError(
-                f"interpolation must be one of {INTERPOLATIONS}, got {interpolation!r}"
-            )
         self.alpha = float(alpha)
-        self.interpolation = interpolation
+        self.interpolation = check_choice(interpolation, "interpolation", INTERPOLATIONS)
         self.per_sample = bool(per_sample)
         self._images: Tensor | None = None
         self._targets: Tensor | None = None
