@@ -489,7 +489,8 @@ def test_cli_subprocess_exit_code_and_debug(tmp_path, debug):
     res = subprocess.run(args + (["--debug"] if debug else []), capture_output=True, text=True)
     assert res.returncode != 0
     if debug:
-        assert "Traceback" in res.stderr and "ValueError: p must be a number in [0, 1]" in res.stderr
+        assert "Traceback" in res.stderr
+        assert "ValueError: p must be a number in [0, 1]" in res.stderr
     else:
         assert res.returncode == 2 and "Traceback" not in res.stderr
         assert res.stderr.strip().splitlines() == [
