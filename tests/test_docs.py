@@ -367,3 +367,13 @@ def test_version_everywhere(monkeypatch, capsys):
     assert f'version = "{mixkit.__version__}"' in pyproject
     top = re.search(r"^## \[?(\d+\.\d+\.\d+)", (ROOT / "CHANGELOG.md").read_text(), re.M)
     assert top and top.group(1) == mixkit.__version__, "CHANGELOG's newest entry != __version__"
+
+
+def test_public_names_stay_few():
+    # __all__ holds only what a user imports; internals stay importable but unlisted.
+    import pkgutil
+
+    names = set(mixkit.__all__)
+    for info in pkgutil.walk_packages(mixkit.__path__, "mixkit."):
+        names |= set(getattr(importlib.import_module(info.name), "__all__", ()) or ())
+    assert 100 < len(names) <= 150, len(names)

@@ -18,6 +18,7 @@ import pytest
 import torch
 
 from mixkit import augment, resume
+from mixkit import train as mixkit_train
 from mixkit.config import TrainConfig
 from mixkit.recipes import classify
 from mixkit.train import load_checkpoint
@@ -115,14 +116,14 @@ def test_crash_between_checkpoints_resumes_bitwise(tmp_path, monkeypatch, extra)
     ref, run = tmp_path / "ref", tmp_path / "run"
     classify.run(TrainConfig(**FAST, **extra, out=str(ref)))
 
-    real_lr = classify.lr_at
+    real_lr = mixkit_train.lr_at
 
     def crashing_lr(base, step, **schedule):
         if step == 7:  # the 8th step: 2 steps after the step-5 checkpoint
             raise RuntimeError("simulated crash")
         return real_lr(base, step, **schedule)
 
-    monkeypatch.setattr(classify, "lr_at", crashing_lr)
+    monkeypatch.setattr(mixkit_train, "lr_at", crashing_lr)  # via cfg.lr_of
     cfg = TrainConfig(**FAST, **extra, out=str(run), checkpoint_every=5)
     with pytest.raises(RuntimeError, match="simulated crash"):
         classify.run(cfg)
@@ -130,7 +131,7 @@ def test_crash_between_checkpoints_resumes_bitwise(tmp_path, monkeypatch, extra)
     assert (ckpt["epoch"], ckpt["batch"], ckpt["step"]) == (0, 5, 5)
     assert len(_column(run, "steps.csv", "step")) == 7  # steps 6-7 logged after the checkpoint
     assert not _same_weights(ref, run)
-    monkeypatch.setattr(classify, "lr_at", real_lr)
+    monkeypatch.setattr(mixkit_train, "lr_at", real_lr)
     classify.run(TrainConfig(**FAST, **extra, out=str(run), checkpoint_every=5, resume=True))
 
     assert _same_weights(ref, run)
@@ -302,19 +303,19 @@ def test_kd_crash_mid_epoch_resumes_bitwise(tmp_path, monkeypatch, da):
     base = dict(teacher=str(teacher), da=da, epochs=2, batch_size=128, progress=False)
     ref, run = tmp_path / "ref", tmp_path / "run"
     kd.run(KDConfig(**base, out=str(ref)))
-    real = kd.lr_at
+    real = mixkit_train.lr_at
 
     def crashing(lr, step, **schedule):
         if step == 7:
             raise RuntimeError("simulated crash")
         return real(lr, step, **schedule)
 
-    monkeypatch.setattr(kd, "lr_at", crashing)
+    monkeypatch.setattr(mixkit_train, "lr_at", crashing)
     with pytest.raises(RuntimeError, match="simulated crash"):
         kd.run(KDConfig(**base, out=str(run), checkpoint_every=5))
     saved = load_checkpoint(run / "checkpoints" / "last.pt")
     assert (saved["epoch"], saved["batch"], saved["step"]) == (0, 5, 5)
-    monkeypatch.setattr(kd, "lr_at", real)
+    monkeypatch.setattr(mixkit_train, "lr_at", real)
     kd.run(KDConfig(**base, out=str(run), checkpoint_every=5, resume=True))
     assert _same_weights(ref, run)
     for col in ("train_loss", "train_kl_aug", "test_loss", "test_acc"):

@@ -19,6 +19,7 @@ from _disk_fixtures import write_cifar, write_imagefolder
 from torch.overrides import TorchFunctionMode
 
 from mixkit import distributed, models
+from mixkit import train as mixkit_train
 from mixkit.config import TrainConfig, build_config, parse_milestones, parse_overrides
 from mixkit.recipes import classify
 from mixkit.train import build_optimizer, cosine_lr, load_checkpoint, load_pretrained, lr_at
@@ -235,17 +236,17 @@ def test_log_every_rows_and_resume(tmp_path, monkeypatch):
     classify.run(TrainConfig(**base, out=str(ref)))
     steps = [int(r["step"]) for r in _rows(ref / "steps.csv")]
     assert steps == [3, 6, 7, 9, 12, 14]  # multiples of 3 and each epoch end (7 steps each)
-    real = classify.lr_at
+    real = mixkit_train.lr_at
 
     def crashing(lr, step, **schedule):
         if step == 9:
             raise RuntimeError("simulated crash")
         return real(lr, step, **schedule)
 
-    monkeypatch.setattr(classify, "lr_at", crashing)
+    monkeypatch.setattr(mixkit_train, "lr_at", crashing)
     with pytest.raises(RuntimeError, match="simulated crash"):
         classify.run(TrainConfig(**base, out=str(run), checkpoint_every=8))
-    monkeypatch.setattr(classify, "lr_at", real)
+    monkeypatch.setattr(mixkit_train, "lr_at", real)
     classify.run(TrainConfig(**base, out=str(run), checkpoint_every=8, resume=True))
     assert _rows(run / "steps.csv") == _rows(ref / "steps.csv")
     assert [r["train_loss"] for r in _rows(run / "metrics.csv")] == [
@@ -287,12 +288,12 @@ class TestDiskData:
         base = dict(TINY, dataset="cifar100", data_root=str(root), epochs=2, batch_size=6,
                     crop_flip=True, aug="mixup", workers=0)  # fmt: skip
         classify.run(TrainConfig(**base, out=str(tmp_path / "ref")))
-        real = classify.lr_at
-        monkeypatch.setattr(classify, "lr_at", lambda lr, step, **k: 1 / 0 if step == 6 else
+        real = mixkit_train.lr_at
+        monkeypatch.setattr(mixkit_train, "lr_at", lambda lr, step, **k: 1 / 0 if step == 6 else
                             real(lr, step, **k))  # fmt: skip
         with pytest.raises(ZeroDivisionError):
             classify.run(TrainConfig(**base, out=str(tmp_path / "run"), checkpoint_every=5))
-        monkeypatch.setattr(classify, "lr_at", real)
+        monkeypatch.setattr(mixkit_train, "lr_at", real)
         classify.run(TrainConfig(**base, out=str(tmp_path / "run"), checkpoint_every=5,
                                  resume=True))  # fmt: skip
         assert _rows(tmp_path / "run" / "steps.csv") == _rows(tmp_path / "ref" / "steps.csv")

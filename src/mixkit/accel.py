@@ -23,17 +23,6 @@ from torch import Tensor, nn
 
 from mixkit import distributed
 
-__all__ = [
-    "AMP_DTYPES",
-    "DeviceSums",
-    "autocast",
-    "compile_model",
-    "grad_scaler",
-    "log_interval",
-    "memory_format",
-    "to_memory_format",
-]
-
 AMP_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
 # Steps between host reads of the loss on an accelerator when log_every is 0 (auto).
 ACCELERATOR_LOG_EVERY = 50

@@ -101,8 +101,12 @@ class DeviceOptions(PrecisionOptions):
 
 @dataclasses.dataclass
 class ScheduleOptions:
-    """SGD and its learning-rate schedule."""
+    """SGD and its learning-rate schedule (the config also defines ``epochs``)."""
 
+    lr: float = option(0.1, "peak SGD learning rate", above=0)
+    momentum: float = option(0.9, "SGD momentum", at_least=0, below=1)
+    weight_decay: float = option(5e-4, "SGD weight decay", at_least=0)
+    warmup_epochs: float = option(0.0, "linear learning-rate warm-up in epochs", at_least=0)
     lr_schedule: str = option(
         "cosine",
         "learning-rate schedule after the warm-up: cosine per step, or step (x lr_gamma at "
@@ -118,6 +122,18 @@ class ScheduleOptions:
     weight_decay_all: bool = option(
         False, "weight decay on biases and norm parameters too (default: on weights only)"
     )
+
+    def lr_of(self, step: int, steps_per_epoch: int) -> float:
+        """The learning rate of optimiser step ``step`` (``mixkit.train.lr_at``)."""
+        from mixkit.train import lr_at
+
+        return lr_at(
+            self.lr, step, steps_per_epoch=steps_per_epoch,
+            total_steps=self.epochs * steps_per_epoch,
+            warmup_steps=int(self.warmup_epochs * steps_per_epoch),
+            schedule=self.lr_schedule, milestones=parse_milestones(self.lr_milestones),
+            gamma=self.lr_gamma,
+        )  # fmt: skip
 
 
 @dataclasses.dataclass
@@ -196,10 +212,6 @@ class TrainConfig(DeviceOptions, ScheduleOptions, DataOptions, RecipeOptions):
     )
     epochs: int = option(12, "training epochs", at_least=1)
     batch_size: int = option(128, "global batch size (split over torchrun ranks)", at_least=1)
-    lr: float = option(0.1, "peak SGD learning rate", above=0)
-    momentum: float = option(0.9, "SGD momentum", at_least=0, below=1)
-    weight_decay: float = option(5e-4, "SGD weight decay", at_least=0)
-    warmup_epochs: float = option(0.0, "linear learning-rate warm-up in epochs", at_least=0)
     seed: int = option(0, "seed of every random draw (data order, init, mixing)")
     device: str = option("cpu", "torch device to train on", check=check_device)
     out: str | None = option(None, "run folder; default: a new numbered folder runs/train/expN")

@@ -25,20 +25,9 @@ from torch import Tensor
 from mixkit.data import Dataset, Split, _mnist5k_arrays, _stats
 
 __all__ = [
-    "PHOTOS",
-    "PHOTO_NAMES",
-    "TEST_FRAC",
-    "photo",
-    "photo_crops",
     "textured_backgrounds",
-    "digit_canvas",
-    "blend_mnistm",
-    "stratified_split",
-    "MnistMParts",
-    "compose_mnistm",
     "build_mnistm",
     "load_mnistm5k",
-    "save_grid",
 ]
 
 # Disjoint photo pools. Only natural colour photographs that ship inside the packages (no

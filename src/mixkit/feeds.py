@@ -30,17 +30,6 @@ from torch.utils.data import Subset
 
 from mixkit import data, device_aug, distributed, loaders
 
-__all__ = [
-    "AUGS",
-    "ON_DISK",
-    "Batch",
-    "Feed",
-    "LoaderFeed",
-    "MemoryFeed",
-    "index_batches",
-    "open_feed",
-]
-
 # Train views of a uint8 batch (Feed.view): crop + flip, crop only, none.
 AUGS = ("crop_flip", "crop", "none")
 # Datasets read from disk by DataLoader workers; the others are embedded, held in memory.

@@ -14,8 +14,6 @@ from pathlib import Path
 
 from mixkit import distributed
 
-__all__ = ["RUN_FILES", "is_run_dir", "resolve_run_dir"]
-
 # What a mixkit trainer or audit writes into its run folder.
 RUN_FILES = (
     "config.yaml", "metrics.csv", "steps.csv", "summary.json", "checkpoints", "plots",

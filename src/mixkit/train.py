@@ -24,14 +24,9 @@ __all__ = [
     "seed_everything",
     "build_optimizer",
     "cosine_lr",
-    "lr_at",
     "evaluate",
-    "feature_width",
-    "load_pretrained",
-    "MetricsWriter",
     "atomic_save",
     "load_checkpoint",
-    "write_json",
 ]
 
 

@@ -21,7 +21,6 @@ from mixkit.augment.transforms import (
 
 __all__ = [
     "AUGMENTS",
-    "MODES",
     "BoxBatch",
     "ClassMix",
     "CutMix",
@@ -36,7 +35,6 @@ __all__ = [
     "Mixed",
     "RandomChoice",
     "RecursiveMix",
-    "Region",
     "ResizeMix",
     "apply_boxes",
     "apply_images",
@@ -44,5 +42,4 @@ __all__ = [
     "apply_targets",
     "build_augment",
     "compile",
-    "make_generator",
 ]

@@ -21,7 +21,7 @@ import torch
 from tqdm import tqdm
 
 from mixkit import accel, augment, distributed, feeds, plots, resume, runs
-from mixkit.config import TrainConfig, parse_milestones
+from mixkit.config import TrainConfig
 from mixkit.methods import recursivemix
 from mixkit.recipes.classify_model import TrainLoss, build_mixer, build_model
 from mixkit.train import (
@@ -31,12 +31,9 @@ from mixkit.train import (
     evaluate,
     feature_width,
     load_checkpoint,
-    lr_at,
     seed_everything,
     write_json,
 )
-
-__all__ = ["RESUME_IGNORES", "build_mixer", "run"]
 
 EVAL_BATCH = 512
 
@@ -122,14 +119,7 @@ class _Run:
         return self.out / "checkpoints" / "last.pt"
 
     def lr_of(self, step: int) -> float:
-        cfg = self.cfg
-        return lr_at(
-            cfg.lr, step, steps_per_epoch=self.steps_per_epoch,
-            total_steps=cfg.epochs * self.steps_per_epoch,
-            warmup_steps=int(cfg.warmup_epochs * self.steps_per_epoch),
-            schedule=cfg.lr_schedule, milestones=parse_milestones(cfg.lr_milestones),
-            gamma=cfg.lr_gamma,
-        )  # fmt: skip
+        return self.cfg.lr_of(step, self.steps_per_epoch)
 
 
 def _setup(cfg: TrainConfig, env: distributed.DistEnv) -> _Run:

@@ -33,13 +33,11 @@ __all__ = [
     "DistillStep",
     "KDConfig",
     "SchemeContext",
-    "TeacherSpec",
     "build_scheme",
     "kd_loss",
     "load_teacher",
     "resolve_teacher",
     "run",
     "run_audit",
-    "spearman",
     "t_stddev",
 ]

@@ -15,15 +15,6 @@ from torch import nn
 from mixkit import models
 from mixkit.train import load_checkpoint
 
-__all__ = [
-    "TeacherSpec",
-    "frozen",
-    "load_student",
-    "load_teacher",
-    "resolve_run",
-    "resolve_teacher",
-]
-
 
 def _run_config(cfg_path: Path, what: str) -> dict[str, Any]:
     cfg = yaml.safe_load(cfg_path.read_text())

@@ -124,9 +124,6 @@ class KDConfig(DeviceOptions, ScheduleOptions, RecipeOptions, TeacherOptions, Sc
     epochs: int = option(10, "student training epochs", at_least=1)
     batch_size: int = option(64, "global batch size", at_least=1)
     lr: float = option(0.05, "peak SGD learning rate", above=0)
-    momentum: float = option(0.9, "SGD momentum", at_least=0, below=1)
-    weight_decay: float = option(5e-4, "SGD weight decay", at_least=0)
-    warmup_epochs: float = option(0.0, "linear learning-rate warm-up in epochs", at_least=0)
     eval_every: int = option(
         1, "test evaluation every N epochs (and always after the last)", at_least=1
     )

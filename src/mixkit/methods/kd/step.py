@@ -20,8 +20,6 @@ from mixkit.methods.kd.schemes import (
     teacher_logits_of_last,
 )
 
-__all__ = ["DistillOutput", "DistillStep"]
-
 
 class DistillOutput(NamedTuple):
     loss: Tensor  # () the weighted total

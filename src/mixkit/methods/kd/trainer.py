@@ -28,7 +28,6 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from mixkit import accel, distributed, feeds, models, resume, runs
-from mixkit.config import parse_milestones
 from mixkit.methods.kd.batches import predict_logits
 from mixkit.methods.kd.checkpoints import load_teacher
 from mixkit.methods.kd.config import KDConfig
@@ -39,7 +38,6 @@ from mixkit.train import (
     build_optimizer,
     evaluate,
     load_checkpoint,
-    lr_at,
     seed_everything,
     write_json,
 )
@@ -286,14 +284,7 @@ class _Distillation:
         return result
 
     def lr_of(self, step: int) -> float:
-        cfg = self.cfg
-        return lr_at(
-            cfg.lr, step, steps_per_epoch=self.steps_per_epoch,
-            total_steps=cfg.epochs * self.steps_per_epoch,
-            warmup_steps=int(cfg.warmup_epochs * self.steps_per_epoch),
-            schedule=cfg.lr_schedule, milestones=parse_milestones(cfg.lr_milestones),
-            gamma=cfg.lr_gamma,
-        )  # fmt: skip
+        return self.cfg.lr_of(step, self.steps_per_epoch)
 
     def train_step(self, batch: feeds.Batch) -> dict[str, Tensor]:
         """One optimiser step on ``batch``; the loss parts (added to the on-device sums)."""

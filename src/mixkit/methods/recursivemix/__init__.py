@@ -19,7 +19,6 @@ from mixkit.methods.recursivemix.roi_align import roi_align
 from mixkit.methods.recursivemix.step import FeatureModel, RecursiveMixOutput, RecursiveMixStep
 
 __all__ = [
-    "INTERPOLATIONS",
     "FeatureModel",
     "RecursiveMix",
     "RecursiveMixOutput",

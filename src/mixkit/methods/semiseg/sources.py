@@ -54,7 +54,21 @@ def _result(meter: ConfusionMeter) -> dict[str, Any]:
     return {"miou": meter.miou(), "pixel_acc": meter.pixel_acc(), "iou": iou}
 
 
-class CanvasSource:
+class _TwoStreams:
+    """A source's labeled and unlabeled batch streams (``lab``, ``unl``): their resume state."""
+
+    lab: Any
+    unl: Any
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"labeled": self.lab.state_dict(), "unlabeled": self.unl.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.lab.load_state_dict(state["labeled"])
+        self.unl.load_state_dict(state["unlabeled"])
+
+
+class CanvasSource(_TwoStreams):
     """The in-memory canvases: shuffled index streams and the weak view (a random shift by up
     to ``translate`` pixels); ``aug`` draws the shifts."""
 
@@ -104,13 +118,6 @@ class CanvasSource:
         """Normalised float images of the distance probe (None for n = 0)."""
         n = min(n, len(self.ds.val))
         return self._float(self.ds.val.images[:n]) if n > 0 else None
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"labeled": self.lab.state_dict(), "unlabeled": self.unl.state_dict()}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.lab.load_state_dict(state["labeled"])
-        self.unl.load_state_dict(state["unlabeled"])
 
     def close(self) -> None:
         pass
@@ -177,7 +184,7 @@ def open_disk_data(cfg: Any) -> DiskData:
     return DiskData(cfg.dataset, root, n, names, lab, unl, val, lists)
 
 
-class DiskSource:
+class DiskSource(_TwoStreams):
     """Batches of :class:`DiskData` through :class:`LoaderStream` (``workers`` processes);
     validation whole-image or sliding-window (``eval_mode``) on the val list."""
 
@@ -232,13 +239,6 @@ class DiskSource:
             return None
         images, _ = self.preview(n)
         return normalise(self._to(images).float().div_(255), self.mean, self.std)
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"labeled": self.lab.state_dict(), "unlabeled": self.unl.state_dict()}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.lab.load_state_dict(state["labeled"])
-        self.unl.load_state_dict(state["unlabeled"])
 
     def close(self) -> None:
         self.lab.close()
