@@ -100,3 +100,24 @@ def batch(request) -> int:
 @pytest.fixture(params=[False, True], ids=["contig", "chlast"])
 def channels_last(request) -> bool:
     return request.param
+
+
+@pytest.fixture
+def crash_at_step(monkeypatch):
+    """``undo = crash_at_step(n)``: the learning-rate lookup (``mixkit.train.lr_at``) of
+    optimiser step ``n`` (0-based) raises ``RuntimeError("simulated crash")``, as a process
+    killed mid-run would stop; ``undo()`` restores it for the resumed run."""
+    from mixkit import train
+
+    real = train.lr_at
+
+    def install(n: int):
+        def crashing(lr, step, **schedule):
+            if step == n:
+                raise RuntimeError("simulated crash")
+            return real(lr, step, **schedule)
+
+        monkeypatch.setattr(train, "lr_at", crashing)
+        return lambda: monkeypatch.setattr(train, "lr_at", real)
+
+    return install

@@ -293,7 +293,7 @@ def test_semiseg_sigkill_on_voc_fixture_then_resume_is_bitwise_identical(tmp_pat
 
 # ----------------------------------------------------------------------------- KD (frozen teacher)
 @pytest.mark.parametrize("da", ["cutmix_pick", "autoaugment"])
-def test_kd_crash_mid_epoch_resumes_bitwise(tmp_path, monkeypatch, da):
+def test_kd_crash_mid_epoch_resumes_bitwise(tmp_path, crash_at_step, da):
     """``mixkit distill``: crash 2 steps after a mid-epoch checkpoint, resume, same bytes."""
     from mixkit.methods.kd import trainer as kd
     from mixkit.methods.kd.config import KDConfig
@@ -303,19 +303,12 @@ def test_kd_crash_mid_epoch_resumes_bitwise(tmp_path, monkeypatch, da):
     base = dict(teacher=str(teacher), da=da, epochs=2, batch_size=128, progress=False)
     ref, run = tmp_path / "ref", tmp_path / "run"
     kd.run(KDConfig(**base, out=str(ref)))
-    real = mixkit_train.lr_at
-
-    def crashing(lr, step, **schedule):
-        if step == 7:
-            raise RuntimeError("simulated crash")
-        return real(lr, step, **schedule)
-
-    monkeypatch.setattr(mixkit_train, "lr_at", crashing)
+    undo = crash_at_step(7)
     with pytest.raises(RuntimeError, match="simulated crash"):
         kd.run(KDConfig(**base, out=str(run), checkpoint_every=5))
     saved = load_checkpoint(run / "checkpoints" / "last.pt")
     assert (saved["epoch"], saved["batch"], saved["step"]) == (0, 5, 5)
-    monkeypatch.setattr(mixkit_train, "lr_at", real)
+    undo()
     kd.run(KDConfig(**base, out=str(run), checkpoint_every=5, resume=True))
     assert _same_weights(ref, run)
     for col in ("train_loss", "train_kl_aug", "test_loss", "test_acc"):

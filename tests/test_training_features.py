@@ -228,7 +228,7 @@ class TestNoHostSync:
 
 
 # ----------------------------------------------------------------------------- steps.csv
-def test_log_every_rows_and_resume(tmp_path, monkeypatch):
+def test_log_every_rows_and_resume(tmp_path, crash_at_step):
     """Rows every 3 steps and at the epoch end; a crash between a mid-window checkpoint and
     the next row resumes to the same rows, weights and metrics."""
     base = dict(TINY, epochs=2, train_subset=112, batch_size=16, log_every=3, aug="cutmix")
@@ -236,17 +236,10 @@ def test_log_every_rows_and_resume(tmp_path, monkeypatch):
     classify.run(TrainConfig(**base, out=str(ref)))
     steps = [int(r["step"]) for r in _rows(ref / "steps.csv")]
     assert steps == [3, 6, 7, 9, 12, 14]  # multiples of 3 and each epoch end (7 steps each)
-    real = mixkit_train.lr_at
-
-    def crashing(lr, step, **schedule):
-        if step == 9:
-            raise RuntimeError("simulated crash")
-        return real(lr, step, **schedule)
-
-    monkeypatch.setattr(mixkit_train, "lr_at", crashing)
+    undo = crash_at_step(9)
     with pytest.raises(RuntimeError, match="simulated crash"):
         classify.run(TrainConfig(**base, out=str(run), checkpoint_every=8))
-    monkeypatch.setattr(mixkit_train, "lr_at", real)
+    undo()
     classify.run(TrainConfig(**base, out=str(run), checkpoint_every=8, resume=True))
     assert _rows(run / "steps.csv") == _rows(ref / "steps.csv")
     assert [r["train_loss"] for r in _rows(run / "metrics.csv")] == [
