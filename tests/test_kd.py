@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from mixkit import data, distributed, models
+from mixkit import augment, data, distributed, models
 from mixkit.cli import main
 from mixkit.methods.kd import DistillStep, audit, audit_stats, resolve_teacher
 from mixkit.methods.kd.autoaugment import OPS, apply_op, autoaugment
@@ -580,3 +580,43 @@ def test_experiment_kd_tiny(tmp_path):
     assert "old" not in text and "Spearman" in text and text.rstrip().endswith("## 5. x")
     assert "kd-experiment:start" in (tmp_path / "docs" / "kd.md").read_text()
     assert (tmp_path / "docs" / "kd_tstddev_scatter.png").is_file()
+
+
+def _official_rand_bbox_pasted(n: int, size: int, seed: int) -> np.ndarray:
+    """Pasted fractions 1 - λ of the official ``rand_bbox`` (Good-DA-in-KD
+    ``helper/loops.py``, from clovaai/CutMix-PyTorch ``train.py``), re-derived in numpy:
+    lam ~ Beta(1, 1), cut = int(side * sqrt(1 - lam)), c ~ randint(side),
+    box = clip(c - cut // 2, c + cut // 2)."""
+    rng = np.random.default_rng(seed)
+    lam = rng.beta(1.0, 1.0, n)
+    cut = (size * np.sqrt(1.0 - lam)).astype(np.int64)
+    cx, cy = rng.integers(size, size=n), rng.integers(size, size=n)
+    w = np.clip(cx + cut // 2, 0, size) - np.clip(cx - cut // 2, 0, size)
+    h = np.clip(cy + cut // 2, 0, size) - np.clip(cy - cut // 2, 0, size)
+    return w * h / size**2
+
+
+class TestCutMixBoxLaw:
+    """The KD cutmix scheme (per batch as officially, or per sample) draws the official box
+    law; mixkit's CutMix (rounded, odd sides kept) pastes more and is told apart."""
+
+    N, SIZE = 40_000, 32
+
+    def _pasted(self, mixer) -> np.ndarray:
+        params = mixer.draw((self.N, 3, self.SIZE, self.SIZE), torch.Generator().manual_seed(0))
+        return (1 - params.lam.double()).numpy()
+
+    def test_official_law_matches_a_rederivation(self):
+        from scipy.stats import ks_2samp
+
+        from mixkit.methods.kd.schemes import CutMixScheme, OfficialBoxCutMix
+
+        assert CutMixScheme(1.0, per_batch=True)._mix.mode == "batch"
+        ours = self._pasted(OfficialBoxCutMix(1.0))
+        official = _official_rand_bbox_pasted(self.N, self.SIZE, seed=1)
+        assert abs(ours.mean() - official.mean()) < 0.006  # 3.3 standard errors
+        assert abs(official.mean() - 0.299) < 0.006  # the simulated official mean
+        assert ks_2samp(ours, official).pvalue > 1e-3
+        rounded = self._pasted(augment.CutMix(1.0))  # the law the scheme used before
+        assert rounded.mean() - official.mean() > 0.012
+        assert ks_2samp(rounded, official).pvalue < 1e-6

@@ -93,6 +93,18 @@ def cut_size(area: Tensor, height: int, width: int) -> tuple[Tensor, Tensor]:
     return h, w
 
 
+def official_cut_size(area: Tensor, height: int, width: int) -> tuple[Tensor, Tensor]:
+    """Side lengths of the official ``rand_bbox`` (clovaai/CutMix-PyTorch ``train.py``,
+    Good-DA-in-KD ``helper/loops.py``, RecursiveMix ``utils.py``) for fraction ``area`` (B,):
+    ``cut = int(side * sqrt(area))`` and the box ``c -/+ cut // 2``, so the side is
+    ``2 * (cut // 2)``: truncated, then rounded down to even. Boxes of these sides from
+    :func:`sample_boxes_centred` follow the official law. Returns int64 (B,), (B,)."""
+    ratio = area.double().clamp(0, 1).sqrt()
+    half_h = torch.floor(ratio * height).long() // 2
+    half_w = torch.floor(ratio * width).long() // 2
+    return 2 * half_h, 2 * half_w
+
+
 def sample_boxes(
     area: Tensor, height: int, width: int, generator: torch.Generator | None
 ) -> Tensor:

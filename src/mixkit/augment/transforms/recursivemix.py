@@ -137,10 +137,9 @@ class RecursiveMix(MixTransform):
     def _draw_region(self, n, height, width, generator, **context) -> Region:
         # Official utils.py::recursive_mix rand_bbox: cut_rat = sqrt(U(0, alpha)),
         # cut = int(side * cut_rat), box = clip(c -/+ cut // 2) with c ~ randint(side).
-        ratio = ops.sample_uniform(0.0, self.alpha, n, generator).sqrt()
-        half_h = torch.floor(ratio * height).long() // 2
-        half_w = torch.floor(ratio * width).long() // 2
-        boxes = ops.sample_boxes_centred(2 * half_h, 2 * half_w, height, width, generator)
+        area = ops.sample_uniform(0.0, self.alpha, n, generator)
+        box_h, box_w = ops.official_cut_size(area, height, width)
+        boxes = ops.sample_boxes_centred(box_h, box_w, height, width, generator)
         return Region.of_boxes(Kind.RESIZE, boxes, height, width)
 
     def draw(
