@@ -147,7 +147,9 @@ class SemisegConfig:
         1, "PS-MT: supervised-only epochs (within epochs) before the teachers start", at_least=0
     )
     psmt_gamma: float = option(0.5, "PS-MT: weight of teacher 1 in the ensemble", **UNIT)
-    psmt_assist_topk: int = option(0, "PS-MT: assist-mask top-k classes (0: off)", at_least=0)
+    psmt_assist_topk: int = option(
+        7, "PS-MT: assist-mask top-k classes (official VocCode/train.py: 7; 0: off)", at_least=0
+    )
     psmt_vat: bool = option(False, "PS-MT: virtual adversarial perturbation of the student view")
     vat_xi: float = option(1e-6, "PS-MT VAT: finite-difference step")
     vat_eps: float = option(2.0, "PS-MT VAT: perturbation norm", above=0)

@@ -54,7 +54,7 @@ class PSMT(TeacherMethod):
       ``update`` EMA-updates only the on-duty teacher with keep rate ``ema`` over the whole
       state dict (``update_teachers``, 0.996).
     - Target: ``gamma t1 + (1 - gamma) t2`` of the teachers' logits on the weak view, the
-      off-duty teacher reduced to its top-``assist_topk`` classes (0: off).
+      off-duty teacher reduced to its top-``assist_topk`` classes (official: 7; 0: off).
     - The student sees the strong colour view (labeled images too, :meth:`labeled_view`),
       CutMix-ed with the target logits; labeled and unlabeled batches go through the
       student in separate forwards (``EntireModel.forward``, so ``joint = False``).
@@ -77,7 +77,7 @@ class PSMT(TeacherMethod):
         weight: float = 1.5,
         rampup_steps: float = 0.0,
         gamma: float = 0.5,
-        assist_topk: int = 0,
+        assist_topk: int = 7,
         warmup_epochs: int = 0,
         mixer: SegMixer | str | None = "cutmix",
         vat: bool = False,
