@@ -353,3 +353,40 @@ def test_disk_config_errors(voc, tmp_path):
         semiseg.run(disk_cfg(voc, tmp_path / "x", labeled_list=""))
     with pytest.raises(ValueError, match="head_lr_mult=10.0 needs a model with a 'backbone'"):
         semiseg.run(disk_cfg(voc, tmp_path / "y", head_lr_mult=10.0))
+
+
+def _box_shift_weights(confidence: str, threshold: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(per-image CutMix weights of the box-mix shift, per-image share of confident pixels
+    of the teacher on the UNMIXED images)."""
+    m = DualTeacher(tiny_seg(K), num_classes=K, threshold=threshold, cutmix_confidence=confidence)
+    m.start_epoch(0)
+    x_u = batch(3)[0]
+    probs = torch.softmax(m.teacher_logits(m.t1, m.normalise(x_u)), 1)
+    unmixed_share = (probs.max(1).values >= threshold).float().flatten(1).mean(1)
+    out = m.prepare(x_u, generator=torch.Generator().manual_seed(0))
+    return out.weights[0][:, 0, 0], unmixed_share
+
+
+def test_dual_teacher_cutmix_weight_counts_the_unmixed_confidence():
+    # official cut_mixer mixes images and labels, never the confidence map it weights with
+    m = DualTeacher(tiny_seg(K), num_classes=K)
+    probs = torch.softmax(m.teacher_logits(m.t1, batch(3)[0]), 1)
+    threshold = float(probs.max(1).values.median())  # about half the pixels pass
+    weights, unmixed = _box_shift_weights("unmixed", threshold)
+    assert torch.allclose(weights, unmixed)
+    mixed, _ = _box_shift_weights("mixed", threshold)
+    assert not torch.allclose(mixed, unmixed)
+    with pytest.raises(ValueError, match="cutmix_confidence must be one of"):
+        DualTeacher(tiny_seg(K), num_classes=K, cutmix_confidence="both")
+
+
+def test_dual_teacher_classmix_swaps_a_batch_of_two():
+    # official compute_classmix: shuffle_index = [1, 0] when b == 2, else randperm
+    m = DualTeacher(tiny_seg(K), num_classes=K)
+    labels = batch(0, b=2)[1]
+    perms = [m.classmix_pair.draw((2, 3, 12, 12), torch.Generator().manual_seed(s),
+                                  label_maps=labels).perm.tolist() for s in range(20)]  # fmt: skip
+    assert all(p == [1, 0] for p in perms)
+    plain = [m.classmix.draw((2, 3, 12, 12), torch.Generator().manual_seed(s),
+                             label_maps=labels).perm.tolist() for s in range(20)]  # fmt: skip
+    assert [0, 1] in plain  # the random pairing alone leaves the pair unmixed at times

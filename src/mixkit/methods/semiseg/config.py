@@ -159,6 +159,11 @@ class SemisegConfig:
     dt_ic_weight: float = option(
         0.2, "Dual Teacher: weight of the implicit-consistency loss", at_least=0
     )
+    dt_cutmix_confidence: str = option(
+        "unmixed",
+        "Dual Teacher: confidence map counted for the CutMix weight (official: unmixed)",
+        choices=("unmixed", "mixed"),
+    )
     dt_ema_buffers: bool = option(False, "Dual Teacher: EMA also over BatchNorm buffers")
     # evaluation and logging
     eval_mode: str = option(

@@ -4,6 +4,7 @@ and implicit consistency."""
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import torch
@@ -20,6 +21,17 @@ from mixkit.methods.semiseg.mix import SegMixer
 from mixkit.methods.semiseg.teacher_updates import ema_update, frozen_copy
 from mixkit.methods.semiseg.views import strong_colour
 
+CONFIDENCE_MAPS = ("unmixed", "mixed")
+
+
+def _swapping(mixer: SegMixer) -> SegMixer:
+    """``mixer`` pairing by a random cycle, which for a batch of 2 is the swap."""
+    if mixer.mixer is None:
+        return mixer
+    inner = copy.copy(mixer.mixer)
+    inner.pairing = "cycle"
+    return SegMixer(mixer.name, inner)
+
 
 class DualTeacher(TeacherMethod):
     """Dual Teacher (naver-ai/dual-teacher ``tools/train.py::train_dual``, ``update_ema``,
@@ -34,9 +46,13 @@ class DualTeacher(TeacherMethod):
     - Box-mix shift: mix ``x_u`` and the teacher's probabilities, then per-sample jitter
       (p .8, ±.25) and blur (p .5, σ .15-1.15) of the mixed image (``batch_transform``;
       flips left out: they would move the pseudo-labels); ``w_i`` = the image's share of
-      pixels with confidence >= ``threshold`` (``compute_unsupervised_loss``).
+      pixels with confidence >= ``threshold`` (``compute_unsupervised_loss``), counted on
+      the UNMIXED confidence map as the official ``cut_mixer`` never mixes it
+      (``cutmix_confidence="mixed"``: on the mixed map instead).
     - ClassMix shift: mix the strong view; ``w`` = the batch's share of confident pixels
-      (``compute_classmix`` / ``ClassMixLoss``). Both: ``Σ w CE / #valid``.
+      (``compute_classmix`` / ``ClassMixLoss``); a batch of 2 always swaps the pair
+      (official ``shuffle_index = [1, 0]``), larger batches use the mixer's pairing.
+      Both: ``Σ w CE / #valid``.
     - Implicit consistency: ``Σ CE(S(x_s), argmax T(x_u)) [conf >= threshold] / #valid``,
       weight ``ic_weight``; "valid" is the unlabeled batch's own mask (the official
       ``compute_ic`` reads ``label_u`` from the labeled batch).
@@ -57,6 +73,7 @@ class DualTeacher(TeacherMethod):
         mixer: SegMixer | str | None = "cutmix",
         classmix: SegMixer | str = "classmix",
         ema_buffers: bool = False,
+        cutmix_confidence: str = "unmixed",
         **kw: Any,
     ) -> None:
         super().__init__(student, num_classes=num_classes, **kw)
@@ -66,6 +83,13 @@ class DualTeacher(TeacherMethod):
             raise ValueError(f"ic_weight must be a number >= 0, got {ic_weight!r}")
         self.ic_weight = float(ic_weight)
         self.mixer, self.classmix = self._mixer(mixer), self._mixer(classmix)
+        if cutmix_confidence not in CONFIDENCE_MAPS:
+            raise ValueError(
+                f"cutmix_confidence must be one of {list(CONFIDENCE_MAPS)}, "
+                f"got {cutmix_confidence!r}"
+            )
+        self.cutmix_confidence = cutmix_confidence
+        self.classmix_pair = _swapping(self.classmix)
         self.ema_buffers = bool(ema_buffers)
         self.t1, self.t2 = frozen_copy(student), frozen_copy(student)
         self.epoch, self.iter = 0, 0
@@ -101,11 +125,15 @@ class DualTeacher(TeacherMethod):
             ))  # fmt: skip
             conf, pseudo = m.probs.max(1)
             sure = (conf >= self.threshold) & m.valid
-            share = sure.flatten(1).sum(1) / m.valid.flatten(1).sum(1).clamp_min(1)
+            counted = sure
+            if self.cutmix_confidence == "unmixed":
+                counted = (conf_u >= self.threshold) & valid
+            share = counted.flatten(1).sum(1) / m.valid.flatten(1).sum(1).clamp_min(1)
             weight = share.view(-1, 1, 1) * m.valid
         else:  # ClassMix shift
-            params = self.classmix.draw(xs.shape, generator, label_maps=pseudo_u)
-            m = self.classmix.apply(params, images=xs, probs=probs, valid=valid)
+            classmix = self.classmix_pair if xs.shape[0] == 2 else self.classmix
+            params = classmix.draw(xs.shape, generator, label_maps=pseudo_u)
+            m = classmix.apply(params, images=xs, probs=probs, valid=valid)
             mixed = m.images
             conf, pseudo = m.probs.max(1)
             sure = (conf >= self.threshold) & m.valid

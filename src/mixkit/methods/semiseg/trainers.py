@@ -141,7 +141,8 @@ class DualTeacherTrainer(SemisegTrainer):
         return DualTeacher(
             self.student, ema=c.dt_ema, threshold=c.dt_threshold, ic_weight=c.dt_ic_weight,
             mixer=self.mixer, classmix=self._build_mixer("classmix"),
-            ema_buffers=c.dt_ema_buffers, **self.block_kwargs(),
+            ema_buffers=c.dt_ema_buffers, cutmix_confidence=c.dt_cutmix_confidence,
+            **self.block_kwargs(),
         )  # fmt: skip
 
 
