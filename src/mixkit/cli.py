@@ -44,8 +44,9 @@ def add_config_flags(
     the help line is the field's ``option`` text, choices and default. Defaults are None so
     only the flags given override the YAML and ``--set`` layers."""
     keep = None if only is None else set(only)
+    skip = set(skip)
     for f in dataclasses.fields(cls):
-        if f.name in set(skip) or (keep is not None and f.name not in keep):
+        if f.name in skip or (keep is not None and f.name not in keep):
             continue
         flag = "--" + f.name.replace("_", "-")
         kw: dict[str, Any] = {"dest": f.name, "default": None, "help": help_line(f)}

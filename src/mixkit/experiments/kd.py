@@ -43,7 +43,6 @@ from mixkit.options import comma_list, option
 SECTION = "## 4. Knowledge distillation: T. stddev audit"
 DOC_START = "<!-- kd-experiment:start -->"
 DOC_END = "<!-- kd-experiment:end -->"
-BASE_AUGS = ("crop_flip", "crop", "none")  # as mixkit.methods.kd.config (kept import-light)
 ALL_SCHEMES = "identity,flip,crop_flip,cutout,autoaugment,mixup,cutmix,cutmix_pick_s,cutmix_pick_t"
 
 
@@ -51,6 +50,12 @@ def _scheme_names() -> list[str]:
     from mixkit.methods.kd.schemes import scheme_names
 
     return scheme_names()
+
+
+def _base_augs() -> tuple[str, ...]:
+    from mixkit.methods.kd.config import BASE_AUGS
+
+    return BASE_AUGS
 
 
 @dataclasses.dataclass
@@ -69,9 +74,7 @@ class KDExperimentConfig(ExperimentOutput):
     student_epochs: int = option(40, "student training epochs", at_least=1)
     batch_size: int = option(64, "batch size of teacher, students and audit", at_least=1)
     lr: float = option(0.05, "students' peak learning rate", above=0)
-    base_aug: str = option(
-        "none", "augmentation of x itself", choices=("crop_flip", "crop", "none")
-    )
+    base_aug: str = option("none", "augmentation of x itself", choices=_base_augs)
     crop_pad: int = option(4, "crop schemes: zero padding", at_least=0)
     cutout_length: int = option(8, "cutout: side of the erased square", at_least=1)
     per_batch: bool = option(False, "one DA draw per batch (official behaviour)")
