@@ -210,6 +210,9 @@ class TrainConfig(DeviceOptions, ScheduleOptions, DataOptions, RecipeOptions):
         "standard augmentation before mixing: random crop (pad 4) + flip; imagefolder: "
         "random-resized crop + flip",
     )
+    flip: bool = option(
+        True, "with --crop-flip: also flip horizontally (--no-flip for digits and text)"
+    )
     epochs: int = option(12, "training epochs", at_least=1)
     batch_size: int = option(128, "global batch size (split over torchrun ranks)", at_least=1)
     seed: int = option(0, "seed of every random draw (data order, init, mixing)")

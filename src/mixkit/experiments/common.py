@@ -33,6 +33,16 @@ class ExperimentOutput:
     docs_dir: str = option("docs", "docs folder --write-docs writes into")
     benchmarks: str = option("BENCHMARKS.md", "BENCHMARKS file --write-docs updates")
     force: bool = option(False, "rerun the runs already finished under OUT")
+    protocol: str = option(
+        "",
+        "pre-registered protocol file (markdown, one yaml block per study) that sets "
+        "every setting of the study",
+    )
+    new_protocol: bool = option(
+        False,
+        "run a protocol whose settings differ from the recorded tables (the recorded "
+        "BENCHMARKS section is kept below the new one)",
+    )
 
     def __post_init__(self) -> None:
         check_options(self)
@@ -57,6 +67,38 @@ def add_experiment_parser(
     return p
 
 
+def experiment_config(args: argparse.Namespace, cls: type, study: str, section: str) -> Any:
+    """The config of ``mixkit experiment STUDY`` from its flags, or from ``--protocol``
+    (checked against the settings recorded by an earlier run: :mod:`.protocol`)."""
+    from mixkit.cli import config_from_args
+    from mixkit.config import load_yaml, parse_overrides
+    from mixkit.experiments.protocol import apply_protocol, check_recorded
+
+    cfg = config_from_args(args, cls)
+    given = {k for k, v in vars(args).items() if v is not None and k not in ("config", "set")}
+    given |= {k.replace("-", "_") for k in parse_overrides(args.set)}
+    if args.config:
+        given |= {k.replace("-", "_") for k in load_yaml(args.config)}
+    cfg = apply_protocol(cfg, study, given)
+    check_recorded(cfg, section)
+    return cfg
+
+
+def write_section(cfg: ExperimentOutput, heading: str, body: str) -> None:
+    """Replace the BENCHMARKS section ``heading`` with ``body`` and the run's settings line;
+    with ``--new-protocol`` a recorded section of other settings is kept below the new one."""
+    from mixkit.experiments.markdown import replace_section
+    from mixkit.experiments.protocol import governed, recorded_settings, section_text, settings_line
+
+    old = section_text(cfg.benchmarks, heading)
+    saved = recorded_settings(old)
+    text = body.rstrip() + "\n\n" + settings_line(cfg) + "\n"
+    if cfg.new_protocol and saved is not None and saved != governed(cfg):
+        old = old.split("\n### Superseded", 1)[0].strip()  # keep one earlier protocol
+        text += "\n### Superseded: the same study under the earlier settings\n\n" + old + "\n"
+    replace_section(cfg.benchmarks, heading, text)
+
+
 def experiment_command(
     name: str, args: argparse.Namespace, config_cls: type, extra: Iterable[str] = ()
 ) -> str:
@@ -71,10 +113,11 @@ def write_results(out: Path, markdown: str, data: Any, cfg: ExperimentOutput) ->
     """``OUT/results.md`` (the report) and ``OUT/results.json`` (its numbers); returns the
     docs folder (created if missing) the experiment writes into with ``--write-docs``, else
     None."""
+    from mixkit.experiments.protocol import governed
     from mixkit.train import write_json
 
     (out / "results.md").write_text(markdown + "\n")
-    write_json(data, out / "results.json")
+    write_json({**data, "settings": governed(cfg)}, out / "results.json")
     if not cfg.write_docs:
         return None
     docs = Path(cfg.docs_dir)

@@ -33,11 +33,13 @@ from mixkit.experiments.common import (
     ExperimentOutput,
     add_experiment_parser,
     experiment_command,
+    experiment_config,
     int_list,
     write_results,
+    write_section,
 )
 from mixkit.experiments.kd_report import report
-from mixkit.experiments.markdown import replace_block, replace_section
+from mixkit.experiments.markdown import replace_block
 from mixkit.options import comma_list, option
 
 SECTION = "## 4. Knowledge distillation: T. stddev audit"
@@ -103,9 +105,7 @@ def add_experiment(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd(args: argparse.Namespace) -> int:
-    from mixkit.cli import config_from_args
-
-    cfg = config_from_args(args, KDExperimentConfig)
+    cfg = experiment_config(args, KDExperimentConfig, "kd", SECTION)
     res = run_experiment(cfg, command=experiment_command("kd", args, KDExperimentConfig))
     print(res["markdown"])
     return 0
@@ -168,6 +168,8 @@ def _train_teacher(cfg: KDExperimentConfig, tdir: Path) -> tuple[dict[str, Any],
                 dataset=cfg.dataset,
                 model=cfg.teacher_model,
                 epochs=cfg.teacher_epochs,
+                crop_flip=cfg.base_aug != "none",  # the students' augmentation of x
+                flip=cfg.base_aug == "crop_flip",
                 out=str(tdir),
                 overwrite=True,  # a rerun replaces an unfinished teacher run
                 progress=False,
@@ -289,4 +291,4 @@ def _write_results(
     replace_block(docs / "kd.md", DOC_START, DOC_END, body)
     if cfg.benchmarks:
         scatter = f"{docs.as_posix()}/kd_tstddev_scatter.png"
-        replace_section(cfg.benchmarks, SECTION, md.replace("SCATTER", scatter))
+        write_section(cfg, SECTION, md.replace("SCATTER", scatter))

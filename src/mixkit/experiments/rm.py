@@ -1,11 +1,12 @@
-"""``mixkit experiment rm``: RecursiveMix replication at MNIST-5k / digits scale.
+"""``mixkit experiment rm``: RecursiveMix against baseline, MixUp and CutMix over seeds.
 
-Baseline, MixUp, CutMix and RecursiveMix are trained with ``mixkit train`` (recipe
-``mixkit.recipes.classify``) over several seeds at one fixed epoch budget per dataset; the
-last-epoch test accuracies are summarised as mean ± sample std in a markdown table
-(``docs/rm_replication.md``), a bar plot (``docs/rm_replication.png``) and the BENCHMARKS.md
-section "## 3. RecursiveMix replication". Each finished run keeps its
-``summary.json``; a rerun with the same settings reuses it (``--force`` retrains).
+Every method is trained with ``mixkit train`` (recipe ``mixkit.recipes.classify``) over
+several seeds at one epoch budget; the last-epoch test accuracies are summarised as mean ±
+sample std in ``OUT/results.md`` with a bar plot and the baseline's train/test loss curves
+(the regime the budget was chosen for); ``--write-docs`` also writes
+``docs/rm_replication.md`` and the BENCHMARKS.md section "## 3. RecursiveMix replication".
+Each finished run keeps its ``summary.json``; a rerun with the same settings reuses it
+(``--force`` retrains).
 
 The paper's claim checked here: accuracy RM ≥ CutMix ≥ baseline (ImageNet ResNet-50:
 79.20 / 78.60 / 76.32, ``implus/RecursiveMix-pytorch`` README.md). MixUp/CutMix use one λ per
@@ -19,12 +20,22 @@ import dataclasses
 import json
 import os
 import statistics
+import time
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
-from mixkit.experiments.markdown import replace_section
+from mixkit.experiments.common import (
+    ExperimentOutput,
+    add_experiment_parser,
+    experiment_command,
+    experiment_config,
+    int_list,
+    write_results,
+    write_section,
+)
+from mixkit.options import comma_list, option
 
 SECTION = "## 3. RecursiveMix replication"
 # method name -> TrainConfig overrides
@@ -34,93 +45,58 @@ METHODS: dict[str, dict[str, Any]] = {
     "cutmix": {"aug": "cutmix"},
     "recursivemix": {"aug": "recursivemix"},
 }
-DEFAULT_EPOCHS = {"mnist5k": 10, "digits": 30}
-DATASETS = ("mnist5k", "digits")
+DATASETS = ("mnistm5k", "mnist5k", "digits")
+
+
+@dataclasses.dataclass
+class RMExperimentConfig(ExperimentOutput):
+    """Budget of the replication (field names are the CLI flags)."""
+
+    datasets: str = option("mnistm5k,mnist5k", "embedded datasets", choices=DATASETS, listed=True)
+    methods: str = option(
+        ",".join(METHODS), "methods compared", choices=tuple(METHODS), listed=True
+    )
+    seeds: str = option("0,1,2", "comma-separated run seeds", check=int_list("seeds"))
+    epochs: int = option(30, "epochs of every run", at_least=1)
+    model: str = option("resnet8", "network of every run (a mixkit.models name)")
+    batch_size: int = option(128, "batch size of every run", at_least=1)
+    lr: float = option(0.1, "peak SGD learning rate (cosine, Nesterov)", above=0)
+    weight_decay: float = option(5e-4, "SGD weight decay", at_least=0)
+    crop: bool = option(True, "random crop after zero padding 4 before mixing")
+    flip: bool = option(False, "with --crop: also flip horizontally (off: digits change)")
+    alpha: float = option(1.0, "MixUp/CutMix Beta(alpha, alpha)", above=0)
+    mode: str = option(
+        "batch", "MixUp/CutMix: one λ per batch or per sample", choices=("batch", "elem")
+    )
+    rm_alpha: float = option(0.5, "RecursiveMix largest pasted area", above=0, at_most=1)
+    rm_omega: float = option(0.1, "RecursiveMix ROI loss weight", at_least=0)
+    out: str = option("runs/rm_experiment", "folder of every run and the results")
+
+    @property
+    def seed_list(self) -> list[int]:
+        return [int(s) for s in comma_list(self.seeds)]
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if len(set(self.seed_list)) != len(self.seed_list):
+            raise ValueError(f"seeds must be distinct, got {self.seeds!r}")
 
 
 def add_experiment(sub: argparse._SubParsersAction) -> None:
-    from mixkit.cli import plain_description
-
-    p = sub.add_parser(
-        "rm",
-        help="RecursiveMix vs baseline/MixUp/CutMix over seeds (table + plot)",
-        description=plain_description(__doc__),
-    )
-    p.add_argument(
-        "--datasets",
-        nargs="+",
-        default=list(DATASETS),
-        choices=DATASETS,
-        help=f"embedded datasets to run on; default {' '.join(DATASETS)}",
-    )
-    p.add_argument(
-        "--methods",
-        nargs="+",
-        default=list(METHODS),
-        choices=list(METHODS),
-        help=f"methods compared; default {' '.join(METHODS)}",
-    )
-    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="seeds; default 0 1 2")
-    p.add_argument(
-        "--epochs",
-        nargs="+",
-        default=None,
-        metavar="N|DATASET=N",
-        help="epoch budget: one N for all datasets or DATASET=N pairs "
-        f"(default {' '.join(f'{k}={v}' for k, v in DEFAULT_EPOCHS.items())})",
-    )
-    p.add_argument("--model", default="smallcnn", help="network of every run; default smallcnn")
-    p.add_argument(
-        "--alpha", type=float, default=1.0, help="MixUp/CutMix Beta(alpha, alpha); default 1.0"
-    )
-    p.add_argument(
-        "--mode",
-        default="batch",
-        choices=("batch", "elem"),
-        help="MixUp/CutMix: one λ per batch or per sample; default batch",
-    )
-    p.add_argument(
-        "--rm-alpha", type=float, default=0.5, help="RecursiveMix largest area; default 0.5"
-    )
-    p.add_argument(
-        "--rm-omega", type=float, default=0.1, help="RecursiveMix ROI loss weight; default 0.1"
-    )
-    p.add_argument("--jobs", type=int, default=1, help="runs in parallel processes; default 1")
-    p.add_argument("--threads", type=int, default=1, help="torch threads per run; default 1")
-    p.add_argument(
-        "--out", default="runs/rm_experiment", help="run folders; default runs/rm_experiment"
-    )
-    p.add_argument("--docs-dir", default="docs", help="where the table and plot go; default docs")
-    p.add_argument(
-        "--benchmarks",
-        default="BENCHMARKS.md",
-        help="file whose section 3 is rewritten ('' = skip); default BENCHMARKS.md",
-    )
-    p.add_argument("--force", action="store_true", help="retrain runs that already finished")
-    p.set_defaults(func=run_experiment)
+    help_text = "RecursiveMix vs baseline/MixUp/CutMix over seeds (table + plot)"
+    add_experiment_parser(sub, "rm", help_text, __doc__, RMExperimentConfig, _cmd)
 
 
-def _epochs(spec: list[str] | None, datasets: list[str]) -> dict[str, int]:
-    budget = {d: DEFAULT_EPOCHS[d] for d in datasets}
-    for item in spec or []:
-        name, _, value = item.rpartition("=")
-        try:
-            n = int(value)
-        except ValueError:
-            raise ValueError(f"--epochs expects N or DATASET=N, got {item!r}") from None
-        if n < 1:
-            raise ValueError(f"--epochs must be >= 1, got {item!r}")
-        if not name:
-            budget = {d: n for d in datasets}
-        elif name in budget:
-            budget[name] = n
-        else:
-            raise ValueError(f"--epochs names dataset {name!r}, not one of {datasets}")
-    return budget
+def _cmd(args: argparse.Namespace) -> int:
+    cfg = experiment_config(args, RMExperimentConfig, "rm", SECTION)
+    res = run_experiment(cfg, command=experiment_command("rm", args, RMExperimentConfig))
+    print(res["markdown"])
+    return 0
 
 
-def _train_one(cfg_dict: dict[str, Any], threads: int) -> dict[str, Any]:
-    """Worker: one ``mixkit train`` run (reuses a finished run with identical config)."""
+def _train_one(cfg_dict: dict[str, Any]) -> dict[str, Any]:
+    """Worker: one ``mixkit train`` run with one torch thread (reuses a finished run with
+    the same settings)."""
     import torch
     import yaml
 
@@ -134,12 +110,10 @@ def _train_one(cfg_dict: dict[str, Any], threads: int) -> dict[str, Any]:
         wanted = yaml.safe_load(yaml.safe_dump(dataclasses.asdict(TrainConfig(**cfg_dict))))
         # Every setting the experiment chooses must match; keys added to TrainConfig after
         # the run was made keep their defaults and are not compared.
-        if all(saved.get(k, wanted[k]) == wanted[k] for k in cfg_dict if k in wanted) and all(
-            k in saved for k in cfg_dict
-        ):
+        if all(saved.get(k) == wanted[k] for k in cfg_dict if k in wanted):
             return json.loads(summary_path.read_text())
-    torch.set_num_threads(threads)
-    cfg_dict["overwrite"] = True  # not finished with this config: train it again
+    torch.set_num_threads(1)
+    cfg_dict["overwrite"] = True  # not finished with these settings: train it again
     return classify.run(TrainConfig(**cfg_dict))
 
 
@@ -147,18 +121,73 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
 
-def _command(args: argparse.Namespace, budget: dict[str, int]) -> str:
-    parts = [
-        f"OMP_NUM_THREADS={args.threads} mixkit experiment rm",
-        "--datasets " + " ".join(args.datasets),
-        "--methods " + " ".join(args.methods),
-        "--seeds " + " ".join(map(str, args.seeds)),
-        "--epochs " + " ".join(f"{d}={n}" for d, n in budget.items()),
-        f"--model {args.model} --alpha {args.alpha} --mode {args.mode}",
-        f"--rm-alpha {args.rm_alpha} --rm-omega {args.rm_omega}",
-        f"--jobs {args.jobs} --threads {args.threads}",
-    ]
-    return " ".join(parts)
+def _jobs(cfg: RMExperimentConfig) -> list[tuple[str, str, int, dict[str, Any]]]:
+    """(dataset, method, seed, TrainConfig dict) of every run."""
+    jobs = []
+    for ds in comma_list(cfg.datasets):
+        for m in comma_list(cfg.methods):
+            for seed in cfg.seed_list:
+                train = {
+                    "dataset": ds,
+                    "model": cfg.model,
+                    "epochs": cfg.epochs,
+                    "batch_size": cfg.batch_size,
+                    "lr": cfg.lr,
+                    "weight_decay": cfg.weight_decay,
+                    "crop_flip": cfg.crop,
+                    "flip": cfg.flip,
+                    "seed": seed,
+                    "alpha": cfg.alpha,
+                    "mode": cfg.mode,
+                    "rm_alpha": cfg.rm_alpha,
+                    "rm_omega": cfg.rm_omega,
+                    "progress": False,
+                    "grid_samples": 0,
+                    "out": str(Path(cfg.out) / ds / m / f"seed{seed}"),
+                    "_force": cfg.force,
+                    **METHODS[m],
+                }
+                jobs.append((ds, m, seed, train))
+    return jobs
+
+
+def run_experiment(cfg: RMExperimentConfig, command: str = "") -> dict[str, Any]:
+    """Train (or reuse) every run, then write the table, the plots and the docs."""
+    jobs = _jobs(cfg)
+    start = time.time()
+    if cfg.jobs == 1:
+        summaries = [_train_one(dict(train)) for *_, train in jobs]
+    else:
+        with ProcessPoolExecutor(cfg.jobs, mp_context=get_context("spawn")) as pool:
+            summaries = list(pool.map(_train_one, [dict(train) for *_, train in jobs]))
+    wall = time.time() - start
+    datasets, methods = comma_list(cfg.datasets), comma_list(cfg.methods)
+    acc: dict[str, dict[str, list[float]]] = {ds: {m: [] for m in methods} for ds in datasets}
+    for (ds, m, seed, _), s in zip(jobs, summaries, strict=True):
+        acc[ds][m].append(float(s["test_acc"]))
+        print(f"{ds:8s} {m:13s} seed {seed}: test_acc {s['test_acc']:.4f}", flush=True)
+    # Summed training time of the runs (stable when finished runs are reused).
+    train_s = sum(float(s.get("train_time_s", 0.0)) for s in summaries)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    _plot(acc, methods, out / "rm_replication.png")
+    curves = {ds: out / ds / "baseline" / f"seed{cfg.seed_list[0]}" / "metrics.csv"
+              for ds in datasets if "baseline" in methods}  # fmt: skip
+    if curves:
+        plot_loss_curves(curves, out / "rm_baseline_curve.png")
+    md = _report(cfg, command, acc, train_s, wall, bool(curves))
+    docs = write_results(out, md, {"test_acc": acc, "wall_s": round(wall, 1)}, cfg)
+    if docs is not None:
+        import shutil
+
+        for name in ("rm_replication.png", "rm_baseline_curve.png"):
+            if (out / name).is_file():
+                shutil.copyfile(out / name, docs / name)
+        (docs / "rm_replication.md").write_text("# RecursiveMix replication\n\n" + md)
+        if cfg.benchmarks:
+            rel = os.path.relpath(docs, Path(cfg.benchmarks).resolve().parent)
+            write_section(cfg, SECTION, md.replace("](rm_", f"]({rel}/rm_"))
+    return {"test_acc": acc, "markdown": md}
 
 
 def _plot(acc: dict[str, dict[str, list[float]]], methods: list[str], path: Path) -> None:
@@ -185,96 +214,63 @@ def _plot(acc: dict[str, dict[str, list[float]]], methods: list[str], path: Path
     plots.save_figure(fig, path)
 
 
-def run_experiment(args: argparse.Namespace) -> int:
-    budget = _epochs(args.epochs, args.datasets)
-    if args.jobs < 1 or args.threads < 1:
-        raise ValueError(f"--jobs and --threads must be >= 1, got {args.jobs}, {args.threads}")
-    if len(set(args.seeds)) != len(args.seeds):
-        raise ValueError(f"--seeds must be distinct, got {args.seeds}")
-    jobs: list[tuple[str, str, int, dict[str, Any]]] = []
-    for ds in args.datasets:
-        for m in args.methods:
-            for seed in args.seeds:
-                cfg = {
-                    "dataset": ds,
-                    "model": args.model,
-                    "epochs": budget[ds],
-                    "seed": seed,
-                    "alpha": args.alpha,
-                    "mode": args.mode,
-                    "rm_alpha": args.rm_alpha,
-                    "rm_omega": args.rm_omega,
-                    "progress": False,
-                    "grid_samples": 0,
-                    "out": str(Path(args.out) / ds / m / f"seed{seed}"),
-                    "_force": args.force,
-                    **METHODS[m],
-                }
-                jobs.append((ds, m, seed, cfg))
-    if args.jobs == 1:
-        summaries = [_train_one(dict(cfg), args.threads) for *_, cfg in jobs]
-    else:
-        with ProcessPoolExecutor(args.jobs, mp_context=get_context("spawn")) as pool:
-            futures = [pool.submit(_train_one, dict(cfg), args.threads) for *_, cfg in jobs]
-            summaries = [f.result() for f in futures]
-    # Summed training time of the runs (stable when finished runs are reused).
-    train_s = sum(float(s.get("train_time_s", 0.0)) for s in summaries)
-    acc: dict[str, dict[str, list[float]]] = {
-        ds: {m: [] for m in args.methods} for ds in args.datasets
-    }
-    for (ds, m, seed, _), s in zip(jobs, summaries, strict=True):
-        acc[ds][m].append(float(s["test_acc"]))
-        print(f"{ds:8s} {m:13s} seed {seed}: test_acc {s['test_acc']:.4f}", flush=True)
+def plot_loss_curves(curves: dict[str, Path], path: Path) -> None:
+    """Train and test loss per epoch of runs (label -> their ``metrics.csv``), one panel
+    each: the regime a budget was chosen for."""
+    import csv
 
-    docs = Path(args.docs_dir)
-    plot_path = docs / "rm_replication.png"
-    _plot(acc, args.methods, plot_path)
-    body = _report(args, budget, acc, train_s, plot_path.name)
-    (docs / "rm_replication.md").write_text(
-        "# RecursiveMix replication\n\n" + body + f"\n![bar plot]({plot_path.name})\n"
-    )
-    print(body)
-    if args.benchmarks:
-        rel = os.path.relpath(plot_path, Path(args.benchmarks).resolve().parent)
-        replace_section(args.benchmarks, SECTION, body + f"\n![RecursiveMix replication]({rel})\n")
-    print(
-        f"wrote {docs / 'rm_replication.md'}, {plot_path}"
-        + (f", {args.benchmarks}" if args.benchmarks else "")
-    )
-    return 0
+    import matplotlib.pyplot as plt
+
+    from mixkit import plots  # selects the Agg backend
+
+    fig, axes = plt.subplots(1, len(curves), figsize=(4.2 * len(curves), 3.2), squeeze=False)
+    for ax, (label, csv_path) in zip(axes[0], curves.items(), strict=True):
+        with open(csv_path, newline="") as f:
+            rows = list(csv.DictReader(f))
+        epochs = [int(r["epoch"]) for r in rows]
+        for key, color in (("train_loss", "#4c72b0"), ("test_loss", "#dd8452")):
+            ax.plot(epochs, [float(r[key]) for r in rows], color=color, label=key)
+        ax.set_yscale("log")
+        ax.set_xlabel("epoch")
+        ax.set_title(label, fontsize=9)
+        ax.legend(fontsize=8)
+    plots.save_figure(fig, path)
 
 
 def _report(
-    args: argparse.Namespace,
-    budget: dict[str, int],
+    cfg: RMExperimentConfig,
+    command: str,
     acc: dict[str, dict[str, list[float]]],
     train_s: float,
-    plot_name: str,
+    wall: float,
+    curve: bool,
 ) -> str:
     import torch
 
-    seeds = " ".join(map(str, args.seeds))
+    methods, n_runs = comma_list(cfg.methods), sum(len(v) for d in acc.values() for v in d.values())
+    seeds = " ".join(map(str, cfg.seed_list))
+    aug = ("crop (pad 4)" + (" + flip" if cfg.flip else ", no flip")) if cfg.crop else "no crop"
     lines = [
-        f"Machine: {os.cpu_count()}-core CPU, torch {torch.__version__}. "
-        f"Training time summed over the {sum(len(v) for d in acc.values() for v in d.values())} "
-        f"runs: {train_s / 60:.1f} min ({args.jobs} parallel runs x {args.threads} thread, "
-        "shared machine).",
+        f"Machine: {os.cpu_count()}-core CPU, torch {torch.__version__}. Wall time "
+        f"{wall / 60:.1f} min; training time summed over the {n_runs} runs "
+        f"{train_s / 60:.1f} min ({cfg.jobs} parallel runs x 1 thread; reused runs count their "
+        "first training time).",
         "",
         "```bash",
-        _command(args, budget),
+        command or "OMP_NUM_THREADS=1 mixkit experiment rm --write-docs",
         "```",
         "",
-        f"Model `{args.model}`, SGD+Nesterov lr 0.1 cosine, batch 128, weight decay 5e-4, no "
-        f"crop/flip; budget {', '.join(f'{d} {n} epochs' for d, n in budget.items())}; seeds "
-        f"{seeds} (the seed also draws the train/test split). MixUp/CutMix Beta({args.alpha}, "
-        f"{args.alpha}), {args.mode} λ; RecursiveMix α={args.rm_alpha}, ω={args.rm_omega}, "
-        "nearest resize, one box per batch, history reset every epoch. Last-epoch test "
-        f"accuracy (%), mean ± sample std over {len(args.seeds)} seeds:",
+        f"Model `{cfg.model}`, SGD+Nesterov lr {cfg.lr} cosine, batch {cfg.batch_size}, weight "
+        f"decay {cfg.weight_decay}, {aug}; {cfg.epochs} epochs; seeds {seeds} (the seed also "
+        f"draws the train/test split of the MNIST datasets). MixUp/CutMix Beta({cfg.alpha}, "
+        f"{cfg.alpha}), {cfg.mode} λ; RecursiveMix α={cfg.rm_alpha}, ω={cfg.rm_omega}, nearest "
+        "resize, one box per batch, history reset every epoch. Last-epoch test accuracy (%), "
+        f"mean ± sample std over {len(cfg.seed_list)} seeds:",
         "",
         "| method | " + " | ".join(acc) + " |",
         "|---|" + "---|" * len(acc),
     ]
-    for m in args.methods:
+    for m in methods:
         cells = []
         for ds in acc:
             mean, std = _mean_std([100 * v for v in acc[ds][m]])
@@ -282,10 +278,10 @@ def _report(
         lines.append(f"| {m} | " + " | ".join(cells) + " |")
     lines += ["", "Per seed (" + seeds + "):", ""]
     lines += ["| method | " + " | ".join(acc) + " |", "|---|" + "---|" * len(acc)]
-    for m in args.methods:
+    for m in methods:
         cells = [" / ".join(f"{100 * v:.1f}" for v in acc[ds][m]) for ds in acc]
         lines.append(f"| {m} | " + " | ".join(cells) + " |")
-    order = [m for m in ("recursivemix", "cutmix", "baseline") if m in args.methods]
+    order = [m for m in ("recursivemix", "cutmix", "baseline") if m in methods]
     if len(order) == 3:
         lines += ["", "Paper direction RM ≥ CutMix ≥ baseline (on the means):", ""]
         for ds in acc:
@@ -293,6 +289,8 @@ def _report(
             holds = means["recursivemix"] >= means["cutmix"] >= means["baseline"]
             rel = " vs ".join(f"{m} {means[m]:.2f}" for m in order)
             lines.append(f"- {ds}: {'holds' if holds else 'does NOT hold'} ({rel})")
-    lines.append("")
-    lines.append(f"Plot: `{plot_name}` (bars = mean, error bars = std, dots = seeds).")
+    lines += ["", "![bar plot](rm_replication.png)"]
+    if curve:
+        lines += ["", f"Baseline train/test loss per epoch (seed {cfg.seed_list[0]}):", "",
+                  "![baseline loss curves](rm_baseline_curve.png)"]  # fmt: skip
     return "\n".join(lines) + "\n"

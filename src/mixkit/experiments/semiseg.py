@@ -30,10 +30,11 @@ from mixkit.experiments.common import (
     ExperimentOutput,
     add_experiment_parser,
     experiment_command,
+    experiment_config,
     int_list,
     write_results,
+    write_section,
 )
-from mixkit.experiments.markdown import replace_section
 from mixkit.experiments.semiseg_report import items, report
 from mixkit.options import option
 
@@ -44,7 +45,8 @@ def _choices(name: str) -> Callable[[], tuple[str, ...]]:
     def get() -> tuple[str, ...]:
         from mixkit.methods.semiseg import config, data, mix
 
-        return {"methods": config.METHODS, "splits": data.FRACTIONS, "mixes": mix.MIXERS}[name]
+        table = {"methods": config.METHODS, "splits": data.FRACTIONS, "mixes": mix.MIXERS}
+        return {**table, "textures": config.BACKGROUNDS}[name]
 
     return get
 
@@ -65,6 +67,10 @@ class SemisegExperimentConfig(ExperimentOutput):
     iters_per_epoch: int = option(50, "student updates per epoch", at_least=1)
     pretrain_steps: int = option(600, "encoder pretraining steps", at_least=0)
     probe_epochs: int = option(24, "epochs of the teacher-student distance probe", at_least=0)
+    texture: str = option(
+        "mixed", "canvas backgrounds of every run (photo: a photo crop at every pixel)",
+        choices=_choices("textures"),
+    )
     out: str = option("runs/experiment_semiseg", "folder of every run and the results")
 
 
@@ -80,10 +86,14 @@ def add_experiment(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd(args: argparse.Namespace) -> int:
-    from mixkit.cli import config_from_args
     from mixkit.config import parse_overrides
 
-    cfg = config_from_args(args, SemisegExperimentConfig)
+    cfg = experiment_config(args, SemisegExperimentConfig, "semiseg", SECTION)
+    if cfg.protocol and args.run_set:
+        raise ValueError(
+            f"--run-set also given while --protocol {cfg.protocol} governs every "
+            "setting; drop it or edit the protocol"
+        )
     overrides = parse_overrides(args.run_set)
     res = run_experiment(cfg, command=_command(args), run_overrides=overrides)
     print(res["markdown"])
@@ -178,6 +188,7 @@ def _run_configs(
             method=p["method"], mix=p["mix"], split=p["split"], seed=p["seed"],
             epochs=p["epochs"], iters_per_epoch=cfg.iters_per_epoch,
             pretrain_steps=cfg.pretrain_steps, pretrain_cache=str(out / "pretrain"),
+            texture=cfg.texture,
             splits_dir=str(out / "splits"), out=str(out / "runs" / p["name"]),
         )  # fmt: skip
         fields.update(overrides)
@@ -266,7 +277,7 @@ def _write_outputs(
     if docs is not None:
         save_distance_figure(plan, summaries, cfg, docs / "semiseg_distance.png")
         write_doc_page(result["markdown"], docs / "semiseg.md")
-        replace_section(cfg.benchmarks, SECTION, result["benchmarks"])
+        write_section(cfg, SECTION, result["benchmarks"])
 
 
 # Fields that never change a run's numbers (bookkeeping only).

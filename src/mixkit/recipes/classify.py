@@ -242,7 +242,8 @@ def _train_step(r: _Run, batch: feeds.Batch) -> None:
     """[crop+flip] -> normalise -> mixer -> loss (autocast) -> SGD step; the loss is only
     added to the on-device sums (no host read)."""
     cfg, device = r.cfg, r.env.device
-    xb = r.feed.view(batch.x, "crop_flip" if cfg.crop_flip else "none", r.crop_gen)
+    view = ("crop_flip" if cfg.flip else "crop") if cfg.crop_flip else "none"
+    xb = r.feed.view(batch.x, view, r.crop_gen)
     x, y = accel.to_memory_format(r.feed.normalize(xb), cfg.channels_last), batch.y
     r.lr = r.lr_of(r.step)
     for group in r.optimizer.param_groups:
