@@ -53,8 +53,8 @@ BUDGETS: dict[str, list[str]] = {
     "recipes": [],
     # replications: one seed, one dataset, a few epochs or steps; outputs go under the test's
     # working directory (``docs/``, ``BENCHMARKS.md`` and the run folders are relative paths)
-    "experiment rm": "--datasets digits --methods cutmix recursivemix --seeds 0 --epochs 1 "
-    "--jobs 1 --threads 1".split(),
+    "experiment rm": "--datasets digits --methods cutmix,recursivemix --seeds 0 --epochs 1 "
+    "--jobs 1".split(),
     "experiment kd": (
         "--dataset digits --teacher-epochs 1 --da identity,flip,cutmix --seeds 0 "
         "--train-subset 64 --student-epochs 1 --audit-epochs 1 --audit-subset 256 --jobs 1"

@@ -390,3 +390,54 @@ def test_dual_teacher_classmix_swaps_a_batch_of_two():
     plain = [m.classmix.draw((2, 3, 12, 12), torch.Generator().manual_seed(s),
                              label_maps=labels).perm.tolist() for s in range(20)]  # fmt: skip
     assert [0, 1] in plain  # the random pairing alone leaves the pair unmixed at times
+
+
+def _official_rand_bbox_1(n: int, size: int, seed: int) -> np.ndarray:
+    """(n, 4) boxes x1, y1, x2, y2 of the official ``rand_bbox_1`` (Dual Teacher
+    ``seg_core/augmentations.py``, PS-MT ``VocCode/train.py``), re-derived in numpy with one
+    λ ~ Beta(4, 4) per sample: cut = int(S * sqrt(1 - λ)), c ~ randint(S // 8, S),
+    box = clip(c -/+ cut // 2, 0, S)."""
+    rng = np.random.default_rng(seed)
+    cut = (size * np.sqrt(1.0 - rng.beta(4.0, 4.0, n))).astype(np.int64)
+    cx, cy = rng.integers(size // 8, size, n), rng.integers(size // 8, size, n)
+    lo = lambda c: np.clip(c - cut // 2, 0, size)  # noqa: E731
+    hi = lambda c: np.clip(c + cut // 2, 0, size)  # noqa: E731
+    return np.stack([lo(cx), lo(cy), hi(cx), hi(cy)], axis=1)
+
+
+class TestRandBbox1BoxLaw:
+    """The semi-supervised cutmix draws the official ``rand_bbox_1`` boxes by default; the
+    uniform law (``cutmix_box="uniform"``) is told apart."""
+
+    N, SIZE = 20_000, 48
+
+    def _boxes(self, box: str) -> np.ndarray:
+        from mixkit.methods.semiseg.mix import build_seg_mixer
+
+        mixer = build_seg_mixer("cutmix", num_classes=3, per_sample_lam=True, box=box)
+        mixer.mixer.pairing = "cycle"  # no self-pairs, so every sample carries its box
+        p = mixer.mixer.draw((self.N, 3, self.SIZE, self.SIZE), torch.Generator().manual_seed(0))
+        return p.boxes.numpy()
+
+    def test_default_box_law_matches_a_rederivation(self):
+        from scipy.stats import ks_2samp
+
+        ours, official = self._boxes("official"), _official_rand_bbox_1(self.N, self.SIZE, 1)
+        for col in range(4):  # each coordinate's distribution
+            assert ks_2samp(ours[:, col], official[:, col]).pvalue > 1e-3, col
+        area = lambda b: (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])  # noqa: E731
+        assert abs(area(ours).mean() - area(official).mean()) < 0.01 * self.SIZE**2
+        uniform = self._boxes("uniform")
+        assert ks_2samp(uniform[:, 0], official[:, 0]).pvalue < 1e-6
+        assert official[:, 0].mean() - uniform[:, 0].mean() > 1.0  # centres shifted right
+
+    def test_box_law_is_a_config_option(self):
+        from mixkit.methods.semiseg.config import SemisegConfig
+        from mixkit.methods.semiseg.mix import RandBbox1CutMix, build_seg_mixer
+
+        assert SemisegConfig().cutmix_box == "official"
+        assert isinstance(build_seg_mixer("cutmix", num_classes=3).mixer, RandBbox1CutMix)
+        with pytest.raises(ValueError, match="box must be 'official' or 'uniform'"):
+            build_seg_mixer("cutmix", num_classes=3, box="centre")
+        with pytest.raises(ValueError, match="cutmix_box"):
+            SemisegConfig(cutmix_box="centre")

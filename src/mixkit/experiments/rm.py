@@ -173,6 +173,7 @@ def run_experiment(cfg: RMExperimentConfig, command: str = "") -> dict[str, Any]
     _plot(acc, methods, out / "rm_replication.png")
     curves = {ds: out / ds / "baseline" / f"seed{cfg.seed_list[0]}" / "metrics.csv"
               for ds in datasets if "baseline" in methods}  # fmt: skip
+    curves = {ds: path for ds, path in curves.items() if path.is_file()}
     if curves:
         plot_loss_curves(curves, out / "rm_baseline_curve.png")
     md = _report(cfg, command, acc, train_s, wall, bool(curves))

@@ -68,7 +68,8 @@ class SemisegExperimentConfig(ExperimentOutput):
     pretrain_steps: int = option(600, "encoder pretraining steps", at_least=0)
     probe_epochs: int = option(24, "epochs of the teacher-student distance probe", at_least=0)
     texture: str = option(
-        "mixed", "canvas backgrounds of every run (photo: a photo crop at every pixel)",
+        "mixed",
+        "canvas backgrounds of every run (photo: a photo crop at every pixel)",
         choices=_choices("textures"),
     )
     out: str = option("runs/experiment_semiseg", "folder of every run and the results")

@@ -116,7 +116,13 @@ def sample_boxes(
 
 
 def sample_boxes_centred(
-    box_h: Tensor, box_w: Tensor, height: int, width: int, generator: torch.Generator | None
+    box_h: Tensor,
+    box_w: Tensor,
+    height: int,
+    width: int,
+    generator: torch.Generator | None,
+    *,
+    centre_from: tuple[int, int] = (0, 0),
 ) -> Tensor:
     """Boxes of side (box_h, box_w) with centre uniform over ALL pixels, clipped to the image.
 
@@ -124,12 +130,14 @@ def sample_boxes_centred(
     column, the last included (the upper bound of randint is exclusive; timm #2739 and kornia
     #4730 missed the last positions). The top-left is ``c - size//2``, then the box is clipped
     as in CutMix's reference ``rand_bbox`` (Yun et al. 2019), so the realised area can be
-    smaller than requested: λ must be recomputed from the box. Returns (B, 4) int64 xyxy.
+    smaller than requested: λ must be recomputed from the box. ``centre_from`` (row, column)
+    raises the lowest centre (``rand_bbox_1`` of Dual Teacher / PS-MT draws it from
+    ``side // 8``). Returns (B, 4) int64 xyxy.
     """
     n = box_h.shape[0]
     box_h, box_w = box_h.long(), box_w.long()
-    cy = torch.randint(0, height, (n,), generator=generator)
-    cx = torch.randint(0, width, (n,), generator=generator)
+    cy = torch.randint(centre_from[0], height, (n,), generator=generator)
+    cx = torch.randint(centre_from[1], width, (n,), generator=generator)
     y1, x1 = cy - box_h // 2, cx - box_w // 2
     boxes = torch.stack([x1, y1, x1 + box_w, y1 + box_h], dim=1)
     return torch.minimum(boxes.clamp_(min=0), _upper(height, width))

@@ -19,7 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mixkit import augment, data, ops
+from mixkit import augment, data
+from mixkit.augment.transforms.cutmix import OfficialBoxCutMix
 from mixkit.methods.kd.autoaugment import POLICIES, autoaugment, check_pixel_batch
 
 CRITERIA = ("teacher_entropy", "student_entropy", "kld")
@@ -165,19 +166,6 @@ class MixUpScheme(_PartnerMixScheme):
 
     name = "mixup"
     mixer = augment.MixUp
-
-
-class OfficialBoxCutMix(augment.CutMix):
-    """``augment.CutMix`` with the box law of the official ``rand_bbox`` (Good-DA-in-KD
-    ``helper/loops.py``): sides ``2 * (int(side * sqrt(1 - λ)) // 2)``, centre uniform over
-    all pixels, clipped. ``augment.CutMix`` rounds the side and keeps odd sides, which pastes
-    more (E[1 - λ] at 32x32, λ ~ Beta(1, 1): 0.319 against the official 0.299)."""
-
-    def _draw_boxes(self, n, k, height, width, generator):
-        lam = self._draw_lam(n, generator)
-        area = 1 - lam if k == 1 else (1 - lam).repeat_interleave(k) / k
-        box_h, box_w = ops.official_cut_size(area, height, width)
-        return ops.sample_boxes_centred(box_h, box_w, height, width, generator)
 
 
 class CutMixScheme(_PartnerMixScheme):

@@ -123,6 +123,12 @@ class SemisegConfig:
         "random", "how mixing partners are chosen", choices=("cycle", "roll", "flip", "random")
     )
     multibox_n: int = option(3, "multibox: boxes per sample", at_least=1)
+    cutmix_box: str = option(
+        "official",
+        "cutmix box law: official (rand_bbox_1: centre from side/8, even side) or "
+        "uniform (centre over every pixel)",
+        choices=("official", "uniform"),
+    )
     classmix_half: str = option(
         "floor", "classmix: round half the present classes down or up", choices=("floor", "ceil")
     )

@@ -7,10 +7,11 @@ image is exactly the pasted pixel of the pseudo-label and of its confidence.
 - ``cutmix``: ``CutMix(share_lam=True)``, the semi-supervised CutMix of PS-MT
   ``VocCode/train.py::cut_mix`` and Dual Teacher ``seg_core/augmentations.py::cut_mixer``: ONE
   λ ~ Beta(4, 4) per batch (``np.random.beta(4, 4)``), a box of area ``1 - λ`` at a
-  per-sample position, partner from ``torch.randperm``. Official quirks not copied: box
-  centres drawn in ``[W/8, W)`` (a bias towards the bottom-right) and ``cut_w // 2`` on both
-  sides (box 1 px short); here centres are uniform over all pixels and boxes clipped, λ is
-  the exact kept fraction. ``per_sample_lam=True`` draws λ per sample instead.
+  per-sample position, partner from ``torch.randperm``. The box follows the official
+  ``rand_bbox_1`` (:class:`RandBbox1CutMix`): centre drawn in ``[S/8, S)`` on each axis (a
+  bias towards the bottom-right), side ``2 * (int(S * sqrt(1 - λ)) // 2)``, clipped; λ is
+  the exact kept fraction. ``box="uniform"`` centres boxes over all pixels with the rounded
+  side of ``augment.CutMix``; ``per_sample_lam=True`` draws λ per sample instead.
 - ``classmix``: ``ClassMix`` on the teacher's argmax maps. Dual Teacher ``get_bin_mask``
   takes ``(n - n % 2) / 2`` = floor(n/2) classes (``half="floor"``, the default here); the
   ClassMix paper takes ceil (``half="ceil"``).
@@ -30,6 +31,7 @@ from torch import Tensor
 
 from mixkit import augment
 from mixkit.augment import MixParams, MixTransform
+from mixkit.augment.transforms.cutmix import OfficialBoxCutMix
 
 MIXERS = ("none", "cutmix", "classmix", "multibox", "fmix")
 
@@ -101,6 +103,16 @@ class SegMixer:
         return f"SegMixer({self.name!r}, {self.mixer!r})"
 
 
+class RandBbox1CutMix(OfficialBoxCutMix):
+    """CutMix with the box law of ``rand_bbox_1`` (Dual Teacher
+    ``seg_core/augmentations.py``, PS-MT ``VocCode/train.py``): the centre is drawn from
+    ``randint(side // 8, side)`` on each axis, the side is ``2 * (int(side * sqrt(1 - λ)) //
+    2)``, the box is clipped."""
+
+    def _centre_from(self, height: int, width: int) -> tuple[int, int]:
+        return height // 8, width // 8
+
+
 def build_seg_mixer(
     name: str,
     *,
@@ -110,15 +122,20 @@ def build_seg_mixer(
     pairing: str = "random",
     n_boxes: int = 3,
     classmix_half: str = "floor",
+    box: str = "official",
 ) -> SegMixer:
     """The mixer ``name`` (one of ``MIXERS``). alpha: λ ~ Beta(alpha, alpha) (4 in PS-MT and
     Dual Teacher); per_sample_lam: a λ per sample (official: one per batch); pairing:
-    ``mixkit.ops.PAIRINGS`` (``random`` = ``torch.randperm`` as in both official codes)."""
+    ``mixkit.ops.PAIRINGS`` (``random`` = ``torch.randperm`` as in both official codes);
+    box: the cutmix box law, ``official`` (:class:`RandBbox1CutMix`) or ``uniform``."""
+    if box not in ("official", "uniform"):
+        raise ValueError(f"box must be 'official' or 'uniform', got {box!r}")
     share = {"share_lam": not per_sample_lam, "pairing": pairing, "check_finite": False}
     if name == "none":
         return SegMixer(name, None)
     if name == "cutmix":
-        return SegMixer(name, augment.CutMix(alpha, **share))
+        cls = RandBbox1CutMix if box == "official" else augment.CutMix
+        return SegMixer(name, cls(alpha, **share))
     if name == "classmix":
         mixer = augment.ClassMix(num_classes, classmix_half, pairing=pairing, check_finite=False)
         return SegMixer(name, mixer)

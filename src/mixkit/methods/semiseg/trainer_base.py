@@ -116,7 +116,7 @@ class SemisegTrainer:
         return build_seg_mixer(
             name, num_classes=self.source.num_classes, alpha=c.mix_alpha,
             per_sample_lam=c.per_sample_lam, pairing=c.pairing, n_boxes=c.multibox_n,
-            classmix_half=c.classmix_half,
+            classmix_half=c.classmix_half, box=c.cutmix_box,
         )  # fmt: skip
 
     def epoch_length(self, epoch: int) -> int:
