@@ -620,3 +620,30 @@ class TestCutMixBoxLaw:
         rounded = self._pasted(augment.CutMix(1.0))  # the law the scheme used before
         assert rounded.mean() - official.mean() > 0.012
         assert ks_2samp(rounded, official).pvalue < 1e-6
+
+
+def _rows(stddevs, losses, stds):
+    return [
+        {"scheme": s, "t_stddev": t, "test_loss_mean": m, "test_loss_std": d}
+        for s, t, m, d in zip(
+            ("identity", "cutmix", "cutmix_pick_t"), stddevs, losses, stds, strict=True
+        )
+    ]
+
+
+@pytest.mark.parametrize(
+    ("stddevs", "losses", "stds", "rho", "want"),
+    [
+        ((3.0, 2.0, 1.0), (0.9, 0.8, 0.7), (0.01, 0.01, 0.01), 1.0, "**holds**"),
+        ((3.0, 1.0, 2.0), (0.9, 0.8, 0.7), (0.01, 0.01, 0.01), 0.5, "**does NOT hold**"),
+        ((3.0, 2.0, 1.0), (0.9, 0.8, 0.7), (0.5, 0.5, 0.5), 1.0,
+         "**holds (not resolved at this budget)**"),
+    ],
+)  # fmt: skip
+def test_kd_report_states_the_preregistered_decision(stddevs, losses, stds, rho, want):
+    from mixkit.experiments.kd_report import claim_checks
+
+    lines = claim_checks(_rows(stddevs, losses, stds), {"spearman": {"r": rho}})
+    spread = f"spread of the mean student test loss 0.2000 vs mean seed std {stds[0]:.4f}"
+    assert any(spread in line for line in lines)
+    assert lines[-1].endswith(f"lowest): {want}.")

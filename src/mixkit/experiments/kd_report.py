@@ -97,7 +97,34 @@ def claim_checks(
         checks.append(
             f"- Spearman ρ = {rho:.3f} (goal ≥ 0.7: **{'met' if rho >= 0.7 else 'NOT met'}**)."
         )
-    return checks
+    return checks + _decision(rows, by, correlation)
+
+
+def _decision(
+    rows: list[dict[str, Any]],
+    by: dict[str, dict[str, Any]],
+    correlation: dict[str, dict[str, float]] | None,
+) -> list[str]:
+    """The pre-registered rule (docs/replication.md): budget adequate when the spread of the
+    schemes' mean test loss exceeds the mean seed std; holds when Spearman ≥ 0.7 and
+    CutMixPick (T. ent.) has the lowest T. stddev."""
+    means = [r["test_loss_mean"] for r in rows]
+    seed_std = sum(r["test_loss_std"] for r in rows) / len(rows)
+    spread = max(means) - min(means)
+    resolved = spread > seed_std
+    out = [
+        f"- Budget: between-scheme spread of the mean student test loss {spread:.4f} vs mean "
+        f"seed std {seed_std:.4f}: **{'resolved' if resolved else 'NOT resolved'}**."
+    ]
+    if correlation is None or "cutmix_pick_t" not in by:
+        return out
+    lowest = min(rows, key=lambda r: r["t_stddev"])["scheme"] == "cutmix_pick_t"
+    holds = correlation["spearman"]["r"] >= 0.7 and lowest
+    verdict = "holds" if holds else "does NOT hold"
+    if not resolved:
+        verdict += " (not resolved at this budget)"
+    out.append(f"- Paper direction (Spearman ≥ 0.7 and CutMixPick (T) lowest): **{verdict}**.")
+    return out
 
 
 def table_with_acc(rows: list[dict[str, Any]]) -> str:

@@ -117,7 +117,8 @@ def report(cfg, plan, summaries, command, wall, out) -> dict[str, Any]:
         f"shared with other jobs), per-run training time summed {train_s / 60:.1f} min. Seeds: "
         f"{', '.join(seeds)}.", "",
         f"Budget: {budget}. Data: 1000 train / 300 val 48x48 canvases with 1-3 MNIST-5k "
-        "digits (11 classes, 255 boundary band), `random` split protocol, split files under "
+        f"digits on `{getattr(cfg, 'texture', 'mixed')}` backgrounds (11 classes, 255 "
+        "boundary band), `random` split protocol, split files under "
         "`OUT/splits/`. Metric: val mIoU of the student at the final epoch.", "", speed, "",
         "#### Main comparison (mixer: CutMix)", "", main_table, "", "Directions:", "",
         *directions, "",
@@ -169,7 +170,20 @@ def _directions(methods, splits, data) -> list[str]:
             word = "above" if d > 0 else "below"
             parts.append(f"{sp}: {d:+.1f} points, {word} supervised ({wins}/{len(a)} seeds higher)")
         directions.append(f"- {METHOD_NAMES[m]}: " + "; ".join(parts))
-    return directions
+    return directions + _decisions(methods, splits[0], data)
+
+
+def _decisions(methods, split, data) -> list[str]:
+    """The pre-registered rule (docs/replication.md) at the first split, on the means:
+    MT + CutMix ≥ supervised, and Dual Teacher ≥ PS-MT."""
+    out = []
+    for a, b in (("mt", "sup"), ("dualteacher", "psmt")):
+        if a in methods and b in methods:
+            ma, mb = (_mean_std(data["main"][k][split])[0] * 100 for k in (a, b))
+            verdict = "holds" if ma >= mb else "does NOT hold"
+            out.append(f"- Paper direction {METHOD_NAMES[a]} ≥ {METHOD_NAMES[b]} at {split}: "
+                       f"**{verdict}** ({ma:.2f} vs {mb:.2f}).")  # fmt: skip
+    return out
 
 
 def _mix_table(plan, summaries, mixes, split, data) -> str:
