@@ -117,6 +117,33 @@ def check_resume_config(
         raise ValueError(f"resume: the config differs from the checkpoint's run ({detail})")
 
 
+def restore_training(
+    ckpt: Mapping[str, Any],
+    path: str | Path,
+    config: Mapping[str, Any],
+    ignore: set[str] | frozenset[str],
+    world_size: int,
+    modules: tuple[nn.Module, torch.optim.Optimizer, Any],
+) -> None:
+    """Check that ``ckpt`` (read from ``path``) is a resume checkpoint of this run (same
+    config outside ``ignore``, written by ``world_size`` ranks) and load its model,
+    optimizer and grad-scaler states into ``modules``; ValueError naming the file if not.
+    The per-rank states (``ckpt["ranks"][rank]``) are the caller's to restore."""
+    ranks = ckpt.get("ranks")
+    if "config" not in ckpt or not ranks or "sums" not in ranks[0]:
+        raise ValueError(f"checkpoint {path} holds no resume state (older mixkit?)")
+    check_resume_config(ckpt["config"], config, ignore)
+    if len(ranks) != world_size:
+        raise ValueError(
+            f"resume: checkpoint {path} was written by {len(ranks)} ranks, this run has "
+            f"{world_size}"
+        )
+    model, optimizer, scaler = modules
+    model.load_state_dict(ckpt["model"])
+    optimizer.load_state_dict(ckpt["optimizer"])
+    scaler.load_state_dict(ckpt["scaler"])
+
+
 def _norm(value: Any) -> Any:
     return list(value) if isinstance(value, tuple | list) else value
 

@@ -67,6 +67,27 @@ def add_experiment_parser(
     return p
 
 
+def add_study(
+    sub: argparse._SubParsersAction,
+    name: str,
+    help_text: str,
+    doc: str,
+    config_cls: type,
+    section: str,
+    run: Callable[..., dict[str, Any]],
+) -> argparse.ArgumentParser:
+    """``mixkit experiment NAME``: its flags, and a handler that builds the config
+    (:func:`experiment_config`), calls ``run(cfg, command=...)`` and prints the report."""
+
+    def handler(args: argparse.Namespace) -> int:
+        cfg = experiment_config(args, config_cls, name, section)
+        res = run(cfg, command=experiment_command(name, args, config_cls))
+        print(res["markdown"])
+        return 0
+
+    return add_experiment_parser(sub, name, help_text, doc, config_cls, handler)
+
+
 def experiment_config(args: argparse.Namespace, cls: type, study: str, section: str) -> Any:
     """The config of ``mixkit experiment STUDY`` from its flags, or from ``--protocol``
     (checked against the settings recorded by an earlier run: :mod:`.protocol`)."""

@@ -29,15 +29,7 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
-from mixkit.experiments.common import (
-    ExperimentOutput,
-    add_experiment_parser,
-    experiment_command,
-    experiment_config,
-    int_list,
-    write_results,
-    write_section,
-)
+from mixkit.experiments import common
 from mixkit.experiments.kd_report import report
 from mixkit.experiments.markdown import replace_block
 from mixkit.options import comma_list, option
@@ -61,7 +53,7 @@ def _base_augs() -> tuple[str, ...]:
 
 
 @dataclasses.dataclass
-class KDExperimentConfig(ExperimentOutput):
+class KDExperimentConfig(common.ExperimentOutput):
     """Budget of the replication (field names are the CLI flags)."""
 
     dataset: str = option("mnist5k", "data of the teacher and the students")
@@ -69,7 +61,7 @@ class KDExperimentConfig(ExperimentOutput):
     teacher_epochs: int = option(6, "teacher training epochs", at_least=1)
     student: str = option("tinycnn", "student network")
     da: str = option(ALL_SCHEMES, "DA schemes distilled with", choices=_scheme_names, listed=True)
-    seeds: str = option("0,1,2", "comma-separated student seeds", check=int_list("seeds"))
+    seeds: str = option("0,1,2", "comma-separated student seeds", check=common.int_list("seeds"))
     train_subset: int = option(
         300, "students see a class-stratified subset of N training images", at_least=0
     )
@@ -101,14 +93,7 @@ class KDExperimentConfig(ExperimentOutput):
 
 def add_experiment(sub: argparse._SubParsersAction) -> None:
     help_text = "KD with DA: T. stddev vs student test loss over schemes x seeds"
-    add_experiment_parser(sub, "kd", help_text, __doc__, KDExperimentConfig, _cmd)
-
-
-def _cmd(args: argparse.Namespace) -> int:
-    cfg = experiment_config(args, KDExperimentConfig, "kd", SECTION)
-    res = run_experiment(cfg, command=experiment_command("kd", args, KDExperimentConfig))
-    print(res["markdown"])
-    return 0
+    common.add_study(sub, "kd", help_text, __doc__, KDExperimentConfig, SECTION, run_experiment)
 
 
 def _distill_one(cfg_dict: dict[str, Any]) -> dict[str, Any]:
@@ -282,7 +267,7 @@ def _write_results(
     """``OUT/results.md`` and ``results.json``; with ``write_docs`` also the result block of
     ``docs/kd.md``, the scatter plot and the BENCHMARKS.md section."""
     numbers = {"rows": rows, "correlation": res.get("correlation"), "teacher": teacher}
-    docs = write_results(out, md, {**numbers, "time_s": round(total, 1)}, cfg)
+    docs = common.write_results(out, md, {**numbers, "time_s": round(total, 1)}, cfg)
     if docs is None:
         return
     if "scatter" in res:
@@ -291,4 +276,4 @@ def _write_results(
     replace_block(docs / "kd.md", DOC_START, DOC_END, body)
     if cfg.benchmarks:
         scatter = f"{docs.as_posix()}/kd_tstddev_scatter.png"
-        write_section(cfg, SECTION, md.replace("SCATTER", scatter))
+        common.write_section(cfg, SECTION, md.replace("SCATTER", scatter))

@@ -26,15 +26,7 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
-from mixkit.experiments.common import (
-    ExperimentOutput,
-    add_experiment_parser,
-    experiment_command,
-    experiment_config,
-    int_list,
-    write_results,
-    write_section,
-)
+from mixkit.experiments import common
 from mixkit.options import comma_list, option
 
 SECTION = "## 3. RecursiveMix replication"
@@ -49,14 +41,14 @@ DATASETS = ("mnistm5k", "mnist5k", "digits")
 
 
 @dataclasses.dataclass
-class RMExperimentConfig(ExperimentOutput):
+class RMExperimentConfig(common.ExperimentOutput):
     """Budget of the replication (field names are the CLI flags)."""
 
     datasets: str = option("mnistm5k,mnist5k", "embedded datasets", choices=DATASETS, listed=True)
     methods: str = option(
         ",".join(METHODS), "methods compared", choices=tuple(METHODS), listed=True
     )
-    seeds: str = option("0,1,2", "comma-separated run seeds", check=int_list("seeds"))
+    seeds: str = option("0,1,2", "comma-separated run seeds", check=common.int_list("seeds"))
     epochs: int = option(30, "epochs of every run", at_least=1)
     model: str = option("resnet8", "network of every run (a mixkit.models name)")
     batch_size: int = option(128, "batch size of every run", at_least=1)
@@ -84,14 +76,7 @@ class RMExperimentConfig(ExperimentOutput):
 
 def add_experiment(sub: argparse._SubParsersAction) -> None:
     help_text = "RecursiveMix vs baseline/MixUp/CutMix over seeds (table + plot)"
-    add_experiment_parser(sub, "rm", help_text, __doc__, RMExperimentConfig, _cmd)
-
-
-def _cmd(args: argparse.Namespace) -> int:
-    cfg = experiment_config(args, RMExperimentConfig, "rm", SECTION)
-    res = run_experiment(cfg, command=experiment_command("rm", args, RMExperimentConfig))
-    print(res["markdown"])
-    return 0
+    common.add_study(sub, "rm", help_text, __doc__, RMExperimentConfig, SECTION, run_experiment)
 
 
 def _train_one(cfg_dict: dict[str, Any]) -> dict[str, Any]:
@@ -177,7 +162,7 @@ def run_experiment(cfg: RMExperimentConfig, command: str = "") -> dict[str, Any]
     if curves:
         plot_loss_curves(curves, out / "rm_baseline_curve.png")
     md = _report(cfg, command, acc, train_s, wall, bool(curves))
-    docs = write_results(out, md, {"test_acc": acc, "wall_s": round(wall, 1)}, cfg)
+    docs = common.write_results(out, md, {"test_acc": acc, "wall_s": round(wall, 1)}, cfg)
     if docs is not None:
         import shutil
 
@@ -187,7 +172,7 @@ def run_experiment(cfg: RMExperimentConfig, command: str = "") -> dict[str, Any]
         (docs / "rm_replication.md").write_text("# RecursiveMix replication\n\n" + md)
         if cfg.benchmarks:
             rel = os.path.relpath(docs, Path(cfg.benchmarks).resolve().parent)
-            write_section(cfg, SECTION, md.replace("](rm_", f"]({rel}/rm_"))
+            common.write_section(cfg, SECTION, md.replace("](rm_", f"]({rel}/rm_"))
     return {"test_acc": acc, "markdown": md}
 
 

@@ -26,15 +26,7 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
-from mixkit.experiments.common import (
-    ExperimentOutput,
-    add_experiment_parser,
-    experiment_command,
-    experiment_config,
-    int_list,
-    write_results,
-    write_section,
-)
+from mixkit.experiments import common
 from mixkit.experiments.semiseg_report import items, report
 from mixkit.options import option
 
@@ -52,14 +44,14 @@ def _choices(name: str) -> Callable[[], tuple[str, ...]]:
 
 
 @dataclasses.dataclass
-class SemisegExperimentConfig(ExperimentOutput):
+class SemisegExperimentConfig(common.ExperimentOutput):
     """Budget of the replication (field names are the CLI flags)."""
 
     methods: str = option(
         "sup,mt,psmt,dualteacher", "methods compared", choices=_choices("methods"), listed=True
     )
     splits: str = option("1/16,1/4", "labeled fractions", choices=_choices("splits"), listed=True)
-    seeds: str = option("0,1,2", "comma-separated run seeds", check=int_list("seeds"))
+    seeds: str = option("0,1,2", "comma-separated run seeds", check=common.int_list("seeds"))
     mixes: str = option(
         "cutmix,classmix,multibox,fmix", "mixers compared", choices=_choices("mixes"), listed=True
     )
@@ -77,7 +69,9 @@ class SemisegExperimentConfig(ExperimentOutput):
 
 def add_experiment(sub: argparse._SubParsersAction) -> None:
     help_text = "semi-supervised segmentation: sup / MT / PS-MT / Dual Teacher x splits x seeds"
-    p = add_experiment_parser(sub, "semiseg", help_text, __doc__, SemisegExperimentConfig, _cmd)
+    p = common.add_experiment_parser(
+        sub, "semiseg", help_text, __doc__, SemisegExperimentConfig, _cmd
+    )
     p.add_argument(
         "--run-set",
         action="append",
@@ -89,7 +83,7 @@ def add_experiment(sub: argparse._SubParsersAction) -> None:
 def _cmd(args: argparse.Namespace) -> int:
     from mixkit.config import parse_overrides
 
-    cfg = experiment_config(args, SemisegExperimentConfig, "semiseg", SECTION)
+    cfg = common.experiment_config(args, SemisegExperimentConfig, "semiseg", SECTION)
     if cfg.protocol and args.run_set:
         raise ValueError(
             f"--run-set also given while --protocol {cfg.protocol} governs every "
@@ -103,7 +97,7 @@ def _cmd(args: argparse.Namespace) -> int:
 
 def _command(args: argparse.Namespace) -> str:
     run_sets = [f"--run-set {kv}" for kv in args.run_set or []]
-    return experiment_command("semiseg", args, SemisegExperimentConfig, run_sets)
+    return common.experiment_command("semiseg", args, SemisegExperimentConfig, run_sets)
 
 
 def _run_one(cfg_dict: dict[str, Any]) -> dict[str, Any]:
@@ -274,11 +268,11 @@ def _write_outputs(
     figure, ``docs/semiseg.md`` and the BENCHMARKS.md section."""
     from mixkit.experiments.semiseg_docs import save_distance_figure, write_doc_page
 
-    docs = write_results(out, result["markdown"], result["data"], cfg)
+    docs = common.write_results(out, result["markdown"], result["data"], cfg)
     if docs is not None:
         save_distance_figure(plan, summaries, cfg, docs / "semiseg_distance.png")
         write_doc_page(result["markdown"], docs / "semiseg.md")
-        write_section(cfg, SECTION, result["benchmarks"])
+        common.write_section(cfg, SECTION, result["benchmarks"])
 
 
 # Fields that never change a run's numbers (bookkeeping only).

@@ -168,17 +168,10 @@ def _restore(r: _Run) -> None:
     """``--resume``: weights, optimizer, loop state and, per rank, every RNG / generator
     state and loss sum from the checkpoint (mixkit.resume); the config must match."""
     ckpt = load_checkpoint(r.ckpt_path)
-    if "ranks" not in ckpt or "config" not in ckpt or "sums" not in ckpt["ranks"][0]:
-        raise ValueError(f"checkpoint {r.ckpt_path} holds no resume state (older mixkit?)")
-    resume.check_resume_config(ckpt["config"], dataclasses.asdict(r.cfg), RESUME_IGNORES)
-    if len(ckpt["ranks"]) != r.env.world_size:
-        raise ValueError(
-            f"resume: checkpoint {r.ckpt_path} was written by {len(ckpt['ranks'])} ranks, "
-            f"this run has {r.env.world_size}"
-        )
-    r.net.load_state_dict(ckpt["model"])
-    r.optimizer.load_state_dict(ckpt["optimizer"])
-    r.scaler.load_state_dict(ckpt["scaler"])
+    resume.restore_training(
+        ckpt, r.ckpt_path, dataclasses.asdict(r.cfg), RESUME_IGNORES, r.env.world_size,
+        (r.net, r.optimizer, r.scaler),
+    )  # fmt: skip
     mine = ckpt["ranks"][r.env.rank]
     if r.rm is not None:
         r.rm.load_state_dict(mine["recursivemix"])

@@ -200,18 +200,11 @@ class _Distillation:
                 self.metrics.write(row)
 
     def _restore(self, ckpt: dict[str, Any]) -> None:
-        ranks = ckpt.get("ranks")
-        if "config" not in ckpt or not ranks or "sums" not in ranks[0]:
-            raise ValueError(f"checkpoint {self.ckpt_path} holds no resume state (older mixkit?)")
-        resume.check_resume_config(ckpt["config"], dataclasses.asdict(self.cfg), RESUME_IGNORES)
-        if len(ranks) != self.env.world_size:
-            raise ValueError(
-                f"resume: checkpoint {self.ckpt_path} was written by {len(ranks)} ranks, "
-                f"this run has {self.env.world_size}"
-            )
-        self.student.load_state_dict(ckpt["model"])
-        self.optimizer.load_state_dict(ckpt["optimizer"])
-        self.scaler.load_state_dict(ckpt["scaler"])
+        resume.restore_training(
+            ckpt, self.ckpt_path, dataclasses.asdict(self.cfg), RESUME_IGNORES,
+            self.env.world_size, (self.student, self.optimizer, self.scaler),
+        )  # fmt: skip
+        ranks = ckpt["ranks"]
         mine = ranks[self.env.rank]
         resume.restore_rng(mine["rng"], self.generators)
         self.sums.load_state_dict(mine["sums"])
