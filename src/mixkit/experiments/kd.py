@@ -117,10 +117,11 @@ def run_experiment(cfg: KDExperimentConfig, command: str = "") -> dict[str, Any]
 
     from mixkit.methods.kd.schemes import build_scheme
 
-    torch.set_num_threads(1)
     out = Path(cfg.out)
     start = time.time()
+    torch.set_num_threads(cfg.jobs)  # the teacher trains alone: the workers' threads
     teacher, teacher_ckpt = _train_teacher(cfg, out / "teacher")
+    torch.set_num_threads(1)
     t_teacher = time.time() - start
 
     names = {s: build_scheme(s, pick_criterion="teacher_entropy").name for s in cfg.schemes}
