@@ -45,7 +45,7 @@ class DualTeacher(TeacherMethod):
     - Strong view ``x_s`` = ColorJitter(.5, .5, .5, .25) + RandomGrayscale(.2) of ``x_u``.
     - Box-mix shift: mix ``x_u`` and the teacher's probabilities, then per-sample jitter
       (p .8, ±.25) and blur (p .5, σ .15-1.15) of the mixed image (``batch_transform``;
-      flips left out: they would move the pseudo-labels); ``w_i`` = the image's share of
+      its flip is left out: a flipped digit is another glyph); ``w_i`` = the image's share of
       pixels with confidence >= ``threshold`` (``compute_unsupervised_loss``), counted on
       the UNMIXED confidence map as the official ``cut_mixer`` never mixes it
       (``cutmix_confidence="mixed"``: on the mixed map instead).

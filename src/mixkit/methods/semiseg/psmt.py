@@ -26,6 +26,9 @@ from mixkit.methods.semiseg.teacher_updates import ema_update
 from mixkit.methods.semiseg.views import strong_colour
 
 TEACHERS = ("t1", "t2")
+# PS-MT's strong view (``VocCode/Base/base_dataset.py::data_aug``): ColorJitter with
+# probability 0.8, RandomGrayscale 0.2, Gaussian blur with probability 0.5, σ in (0.1, 2.0).
+PSMT_STRONG = {"jitter_p": 0.8, "blur_sigma": (0.1, 2.0)}
 
 
 def l2_normalise(d: Tensor) -> Tensor:
@@ -137,7 +140,7 @@ class PSMT(TeacherMethod):
 
     def labeled_view(self, x_l: Tensor, generator: torch.Generator | None = None) -> Tensor:
         """Strong colour view ("strong aug for all the supervised images", ``_train_epoch``)."""
-        return strong_colour(x_l, generator)
+        return strong_colour(x_l, generator, **PSMT_STRONG)
 
     def _target(self, xu: Tensor) -> Tensor:
         l1, l2 = self.teacher_logits(self.t1, xu), self.teacher_logits(self.t2, xu)
@@ -157,7 +160,7 @@ class PSMT(TeacherMethod):
         check_images(x_u)
         valid = check_valid(valid, x_u)
         target = self._target(self.normalise(x_u))
-        xs = self.normalise(strong_colour(x_u, generator))
+        xs = self.normalise(strong_colour(x_u, generator, **PSMT_STRONG))
         params = self.mixer.draw(xs.shape, generator, label_maps=target.argmax(1))
         m = self.mixer.apply(params, images=xs, probs=target, valid=valid)
         w, pseudo = F.softmax(m.probs, 1).max(1)

@@ -5,9 +5,11 @@
   ignore (255); for unlabeled images the border is marked invalid in their own ``valid`` mask
   (the "unlabeled batch's own ignore mask" used by Dual Teacher's implicit-consistency term).
 - Strong view: the colour perturbation of PS-MT / Dual Teacher — ColorJitter(brightness=.5,
-  contrast=.5, saturation=.5, hue=.25) (Dual Teacher ``tools/train.py``; PS-MT strong view),
-  RandomGrayscale(p=.2) and a Gaussian blur with probability ``blur_p`` (both repos). Colour
-  ops never move pixels, so labels / teacher maps of the weak view stay aligned.
+  contrast=.5, saturation=.5, hue=.25) with probability ``jitter_p`` (Dual Teacher
+  ``tools/train.py``: always; PS-MT ``Base/base_dataset.py::data_aug``: 0.8),
+  RandomGrayscale(p=.2) and a Gaussian blur (kernel 5) with probability ``blur_p`` and σ in
+  ``blur_sigma`` (PS-MT: 0.5, (0.1, 2.0), kernel 1-5). Colour ops never move pixels, so
+  labels / teacher maps of the weak view stay aligned.
 """
 
 from __future__ import annotations
