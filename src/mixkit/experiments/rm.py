@@ -161,12 +161,13 @@ def run_experiment(cfg: RMExperimentConfig, command: str = "") -> dict[str, Any]
     curves = {ds: path for ds, path in curves.items() if path.is_file()}
     if curves:
         plot_loss_curves(curves, out / "rm_baseline_curve.png")
+    _plot_test_curves(cfg, datasets, methods, out / "rm_test_curves.png")
     md = _report(cfg, command, acc, train_s, wall, bool(curves))
     docs = common.write_results(out, md, {"test_acc": acc, "wall_s": round(wall, 1)}, cfg)
     if docs is not None:
         import shutil
 
-        for name in ("rm_replication.png", "rm_baseline_curve.png"):
+        for name in ("rm_replication.png", "rm_baseline_curve.png", "rm_test_curves.png"):
             if (out / name).is_file():
                 shutil.copyfile(out / name, docs / name)
         (docs / "rm_replication.md").write_text("# RecursiveMix replication\n\n" + md)
@@ -220,6 +221,38 @@ def plot_loss_curves(curves: dict[str, Path], path: Path) -> None:
         ax.set_xlabel("epoch")
         ax.set_title(label, fontsize=9)
         ax.legend(fontsize=8)
+    plots.save_figure(fig, path)
+
+
+def _plot_test_curves(
+    cfg: RMExperimentConfig, datasets: list[str], methods: list[str], path: Path
+) -> None:
+    """Test loss and accuracy per epoch of every method (first seed), a column per dataset;
+    nothing when the runs left no ``metrics.csv``."""
+    import csv
+
+    import matplotlib.pyplot as plt
+
+    from mixkit import plots  # selects the Agg backend
+
+    seed = cfg.seed_list[0]
+    found = {(ds, m): Path(cfg.out) / ds / m / f"seed{seed}" / "metrics.csv"
+             for ds in datasets for m in methods}  # fmt: skip
+    if not all(p.is_file() for p in found.values()):
+        return
+    fig, axes = plt.subplots(2, len(datasets), figsize=(4.2 * len(datasets), 6), squeeze=False)
+    for col, ds in enumerate(datasets):
+        for m in methods:
+            with open(found[ds, m], newline="") as f:
+                rows = list(csv.DictReader(f))
+            epochs = [int(r["epoch"]) for r in rows]
+            axes[0][col].plot(epochs, [float(r["test_loss"]) for r in rows], label=m)
+            axes[1][col].plot(epochs, [100 * float(r["test_acc"]) for r in rows], label=m)
+        axes[0][col].set_yscale("log")
+        axes[0][col].set_title(f"{ds}: test loss (seed {seed})", fontsize=9)
+        axes[1][col].set_title(f"{ds}: test accuracy % (seed {seed})", fontsize=9)
+        axes[1][col].set_xlabel("epoch")
+        axes[0][col].legend(fontsize=7)
     plots.save_figure(fig, path)
 
 
@@ -279,4 +312,7 @@ def _report(
     if curve:
         lines += ["", f"Baseline train/test loss per epoch (seed {cfg.seed_list[0]}):", "",
                   "![baseline loss curves](rm_baseline_curve.png)"]  # fmt: skip
+    if (Path(cfg.out) / "rm_test_curves.png").is_file():
+        lines += ["", "Test loss and accuracy per epoch of every method:", "",
+                  "![test curves](rm_test_curves.png)"]  # fmt: skip
     return "\n".join(lines) + "\n"
