@@ -5,7 +5,9 @@ the docs never drift.
 - ```bash lines (and untagged blocks made only of commands, e.g. the command line an
   experiment writes into its doc block): ``mixkit ...`` runs through ``mixkit.cli.main``
   with a small budget appended (``BUDGETS``, keyed by sub-command or ``experiment NAME``;
-  later flags override earlier ones), ``python examples/...`` runs the example, ``ls PATH``
+  later flags override earlier ones; a ``--protocol FILE`` is dropped first, since a
+  protocol fixes the very settings the budget shrinks -- its parsing and refusals are
+  tested in test_protocol.py), ``python examples/...`` runs the example, ``ls PATH``
   checks the file exists; install lines are checked textually against ``.ci/run`` (CI runs
   the README's test command verbatim);
 - inline ``mixkit ...`` commands of the README prose run the same way;
@@ -131,12 +133,26 @@ def budget_key(argv: list[str]) -> str:
     return argv[0]
 
 
+def _without_protocol(tokens: list[str]) -> list[str]:
+    """``tokens`` less ``--protocol FILE`` / ``--protocol=FILE`` and ``--new-protocol``."""
+    out, skip = [], False
+    for t in tokens:
+        if skip:
+            skip = False
+        elif t == "--protocol":
+            skip = True
+        elif not (t.startswith("--protocol=") or t == "--new-protocol"):
+            out.append(t)
+    return out
+
+
 def run_command(cmd: str) -> None:
     """Run one docs command (see the module docstring); fails on a non-zero exit."""
     tokens = shlex.split(cmd)
     while tokens and re.fullmatch(r"[A-Z_]+=\S*", tokens[0]):  # OMP_NUM_THREADS=1 mixkit ...
         tokens = tokens[1:]
     if tokens[0] == "mixkit":
+        tokens = _without_protocol(tokens)
         sub = budget_key(tokens[1:])
         if sub not in BUDGETS:
             pytest.fail(f"docs run `mixkit {sub}`: add a small budget for it to BUDGETS")

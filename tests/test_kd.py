@@ -568,7 +568,8 @@ def test_experiment_kd_tiny(tmp_path):
     """``mixkit experiment kd`` end to end on digits (two worker processes)."""
     out = tmp_path / "exp"
     bench = tmp_path / "BENCH.md"
-    bench.write_text("# b\n\n## 4. Knowledge distillation: T. stddev audit\n\nold\n\n## 5. x\n")
+    stale = "# b\n\n## 4. Knowledge distillation: T. stddev audit\n\nstale table\n\n## 5. x\n"
+    bench.write_text(stale)
     argv = ["experiment", "kd", "--dataset", "digits", "--teacher-epochs", "2", "--seeds", "0,1"]
     argv += ["--da", "identity,cutmix,cutmix_pick_t", "--student-epochs", "1", "--jobs", "2"]
     argv += ["--audit-epochs", "1", "--train-subset", "256", "--out", str(out), "--write-docs"]
@@ -577,7 +578,7 @@ def test_experiment_kd_tiny(tmp_path):
     res = json.loads((out / "results.json").read_text())
     assert {r["scheme"] for r in res["rows"]} == {"identity", "cutmix", "cutmix_pick_t"}
     text = bench.read_text()
-    assert "old" not in text and "Spearman" in text and text.rstrip().endswith("## 5. x")
+    assert "stale table" not in text and "Spearman" in text and text.rstrip().endswith("## 5. x")
     assert "kd-experiment:start" in (tmp_path / "docs" / "kd.md").read_text()
     assert (tmp_path / "docs" / "kd_tstddev_scatter.png").is_file()
 
