@@ -491,3 +491,30 @@ def test_config_validation():
     with pytest.raises(ValueError, match=r"mt_ema must be a number in \[0, 1\]"):
         SemisegConfig(mt_ema=1.5)
     assert dataclasses.asdict(SemisegConfig())["mix_alpha"] == 4.0
+
+
+@pytest.mark.slow
+def test_experiment_semiseg_tiny(tmp_path):
+    """``mixkit experiment semiseg`` end to end: tables, both figures, the BENCHMARKS
+    section; the data and budget line states the sizes the runs used."""
+    import os
+
+    bench = tmp_path / "BENCH.md"
+    bench.write_text("# b\n\n## 5. Semi-supervised segmentation\n\nstale table\n")
+    argv = ["experiment", "semiseg", "--methods", "sup,mt", "--splits", "1/4", "--seeds", "0",
+            "--mixes", "cutmix", "--epochs", "2", "--iters-per-epoch", "2",
+            "--pretrain-steps", "2", "--probe-epochs", "0", "--jobs", "1",
+            "--out", str(tmp_path / "exp"), "--write-docs", "--docs-dir", str(tmp_path / "docs"),
+            "--benchmarks", str(bench)]  # fmt: skip
+    for kv in ("n_train=64", "n_val=16", "batch_size=4", "unlabeled_batch_size=2",
+               "distance_images=8", "distance_every=1"):  # fmt: skip
+        argv += ["--run-set", kv]
+    assert main(argv) == 0
+    text = bench.read_text()
+    assert "stale table" not in text and "#### Main comparison" in text
+    assert f"Machine: {os.cpu_count()}-core CPU" in text
+    assert "4 labeled + 2 unlabeled canvases per step" in text
+    assert "Data: 64 train / 16 val 48x48 canvases" in text
+    assert "2 epochs x 2 iterations = 4 student steps" in text
+    for png in ("semiseg_distance.png", "semiseg_val_curves.png"):
+        assert (tmp_path / "docs" / png).stat().st_size > 1000

@@ -166,7 +166,7 @@ def run_experiment(
     t0 = time.time()
     summaries.update(_train_runs(cfg, configs, todo))
     wall = _add_wall_time(out / "timing.json", time.time() - t0 + pretrain_s, todo, configs)
-    result = report(cfg, plan, summaries, command, wall, out)
+    result = report(cfg, plan, summaries, command, wall, out, next(iter(configs.values())))
     _write_outputs(cfg, out, plan, summaries, result)
     return result
 
@@ -264,13 +264,18 @@ def _write_outputs(
     summaries: dict[str, dict[str, Any]],
     result: dict[str, Any],
 ) -> None:
-    """``OUT/results.md`` and ``results.json``; with ``write_docs`` also the distance
-    figure, ``docs/semiseg.md`` and the BENCHMARKS.md section."""
-    from mixkit.experiments.semiseg_docs import save_distance_figure, write_doc_page
+    """``OUT/results.md`` and ``results.json``; with ``write_docs`` also the distance and
+    val-mIoU figures, ``docs/semiseg.md`` and the BENCHMARKS.md section."""
+    from mixkit.experiments.semiseg_docs import (
+        save_distance_figure,
+        save_miou_figure,
+        write_doc_page,
+    )
 
     docs = common.write_results(out, result["markdown"], result["data"], cfg)
     if docs is not None:
         save_distance_figure(plan, summaries, cfg, docs / "semiseg_distance.png")
+        save_miou_figure(plan, out, cfg, docs / "semiseg_val_curves.png")
         write_doc_page(result["markdown"], docs / "semiseg.md")
         common.write_section(cfg, SECTION, result["benchmarks"])
 

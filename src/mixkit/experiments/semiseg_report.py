@@ -44,7 +44,7 @@ def _by(plan, summaries, **match) -> list[dict[str, Any]]:
     return [summaries[p["name"]] for p in plan if all(p[k] == v for k, v in match.items())]
 
 
-def _epoch_rows(out: Path, name: str) -> list[dict[str, Any]]:
+def epoch_rows(out: Path, name: str) -> list[dict[str, Any]]:
     """The per-epoch rows of run ``name`` (metrics.csv)."""
     import csv
 
@@ -66,7 +66,7 @@ def distance_rows(plan, summaries, out: Path, split: str) -> list[dict[str, Any]
                  == (method, "cutmix", split, plan[0]["epochs"])]  # fmt: skip
         if not names:
             continue
-        per_run = [_epoch_rows(out, n) for n in names]
+        per_run = [epoch_rows(out, n) for n in names]
         # semi-supervised epochs, the first one left out (teachers still near their init)
         per_run = [[r for r in rows_ if r["active"] not in ("", "warmup")][1:] for rows_ in per_run]
         epochs = sorted({int(r["epoch"]) for rr in per_run for r in rr})
@@ -89,12 +89,15 @@ def distance_rows(plan, summaries, out: Path, split: str) -> list[dict[str, Any]
     return rows
 
 
-def report(cfg, plan, summaries, command, wall, out) -> dict[str, Any]:
-    """``{"markdown", "benchmarks", "data", "directions"}`` of the finished plan."""
+def report(cfg, plan, summaries, command, wall, out, run_cfg) -> dict[str, Any]:
+    """``{"markdown", "benchmarks", "data", "directions"}`` of the finished plan;
+    ``run_cfg`` is one run's ``SemisegConfig`` (batch and data sizes, shared by all)."""
+    import os
+
     import torch
 
     splits, seeds, methods = items(cfg.splits), items(cfg.seeds), items(cfg.methods)
-    machine = f"2-core CPU, torch {torch.__version__}"
+    machine = f"{os.cpu_count()}-core CPU, torch {torch.__version__}"
     data: dict[str, Any] = {"main": {}, "mix": {}, "distance": {}}
     main_table = _main_table(plan, summaries, methods, splits, data)
     directions = _directions(methods, splits, data)
@@ -104,8 +107,9 @@ def report(cfg, plan, summaries, command, wall, out) -> dict[str, Any]:
     probe_lines = _probe(cfg, plan, summaries, methods, splits[0], seeds[0], data)
     budget = (
         f"{cfg.epochs} epochs x {cfg.iters_per_epoch} iterations = "
-        f"{cfg.epochs * cfg.iters_per_epoch} student steps for every run, 8 labeled + 8 "
-        f"unlabeled canvases per step, encoder pretrained for {cfg.pretrain_steps} steps on "
+        f"{cfg.epochs * cfg.iters_per_epoch} student steps for every run, "
+        f"{run_cfg.batch_size} labeled + {run_cfg.unlabeled_batch_size} unlabeled canvases "
+        f"per step, encoder pretrained for {cfg.pretrain_steps} steps on "
         "scikit-learn-digit canvases (no MNIST)"
     )
     train_s = sum(float(s.get("train_time_s", 0.0)) for s in summaries.values())
@@ -113,10 +117,11 @@ def report(cfg, plan, summaries, command, wall, out) -> dict[str, Any]:
     md = "\n".join([
         f"Command: `{command}`", "",
         f"Machine: {machine}; {len(plan)} runs, {cfg.jobs} worker process(es), wall time "
-        f"{wall / 60:.1f} min (runs of an interrupted invocation not counted; the machine was "
-        f"shared with other jobs), per-run training time summed {train_s / 60:.1f} min. Seeds: "
+        f"{wall / 60:.1f} min (runs reused from an earlier invocation count the time they took "
+        f"then), per-run training time summed {train_s / 60:.1f} min. Seeds: "
         f"{', '.join(seeds)}.", "",
-        f"Budget: {budget}. Data: 1000 train / 300 val 48x48 canvases with 1-3 MNIST-5k "
+        f"Budget: {budget}. Data: {run_cfg.n_train} train / {run_cfg.n_val} val "
+        f"{run_cfg.canvas}x{run_cfg.canvas} canvases with 1-{run_cfg.max_digits} MNIST-5k "
         f"digits on `{getattr(cfg, 'texture', 'mixed')}` backgrounds (11 classes, 255 "
         "boundary band), `random` split protocol, split files under "
         "`OUT/splits/`. Metric: val mIoU of the student at the final epoch.", "", speed, "",
