@@ -24,6 +24,15 @@ def int_list(name: str) -> Callable[[Any], None]:
     return check
 
 
+def machine() -> str:
+    """The machine a report names: ``'2-core CPU, torch 2.13.0+cpu'``."""
+    import os
+
+    import torch
+
+    return f"{os.cpu_count()}-core CPU, torch {torch.__version__}"
+
+
 @dataclasses.dataclass
 class ExperimentOutput:
     """Where a replication writes (fields shared by every ``mixkit experiment``)."""

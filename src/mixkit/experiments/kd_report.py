@@ -22,14 +22,13 @@ def report(
     """The whole report: machine and command, setup, table, correlations, claim checks."""
     import os
 
-    import torch
-
+    from mixkit.experiments.common import machine
     from mixkit.experiments.kd_audit_report import correlation_table  # imports matplotlib
 
     omp = os.environ.get("OMP_NUM_THREADS")
     threads = f", `OMP_NUM_THREADS={omp}`" if omp else ""
     lines = [
-        f"Machine: {os.cpu_count()}-core CPU, torch {torch.__version__}{threads}. "
+        f"Machine: {machine()}{threads}. "
         f"Wall time {times['total'] / 60:.1f} min (teacher {times['teacher']:.0f} s, "
         f"students {times['students']:.0f} s, audit {times['audit']:.0f} s; runs reused from "
         "an earlier invocation count 0 s).",

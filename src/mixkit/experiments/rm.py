@@ -264,13 +264,11 @@ def _report(
     wall: float,
     curve: bool,
 ) -> str:
-    import torch
-
     methods, n_runs = comma_list(cfg.methods), sum(len(v) for d in acc.values() for v in d.values())
     seeds = " ".join(map(str, cfg.seed_list))
     aug = ("crop (pad 4)" + (" + flip" if cfg.flip else ", no flip")) if cfg.crop else "no crop"
     lines = [
-        f"Machine: {os.cpu_count()}-core CPU, torch {torch.__version__}. Wall time "
+        f"Machine: {common.machine()}. Wall time "
         f"{wall / 60:.1f} min; training time summed over the {n_runs} runs "
         f"{train_s / 60:.1f} min ({cfg.jobs} parallel runs x 1 thread; reused runs count their "
         "first training time).",

@@ -51,10 +51,9 @@ def save_distance_figure(plan, summaries, cfg, path: Path) -> None:
 def save_miou_figure(plan, out: Path, cfg, path: Path) -> None:
     """Student val mIoU per epoch of every method with the CutMix mixer, one panel per
     split: the mean over seeds as a line, the seed range as a band."""
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    from mixkit.plots import save_figure  # selects the Agg backend
 
     splits = items(cfg.splits)
     fig, axes = plt.subplots(1, len(splits), figsize=(5 * len(splits), 3.6), squeeze=False)
@@ -74,10 +73,7 @@ def save_miou_figure(plan, out: Path, cfg, path: Path) -> None:
         ax.set(title=f"{split} labeled", xlabel="epoch", ylabel="val mIoU %")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 DOC_START = "<!-- semiseg-experiment:start -->"

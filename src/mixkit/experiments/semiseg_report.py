@@ -92,12 +92,10 @@ def distance_rows(plan, summaries, out: Path, split: str) -> list[dict[str, Any]
 def report(cfg, plan, summaries, command, wall, out, run_cfg) -> dict[str, Any]:
     """``{"markdown", "benchmarks", "data", "directions"}`` of the finished plan;
     ``run_cfg`` is one run's ``SemisegConfig`` (batch and data sizes, shared by all)."""
-    import os
-
-    import torch
+    from mixkit.experiments.common import machine as machine_line
 
     splits, seeds, methods = items(cfg.splits), items(cfg.seeds), items(cfg.methods)
-    machine = f"{os.cpu_count()}-core CPU, torch {torch.__version__}"
+    machine = machine_line()
     data: dict[str, Any] = {"main": {}, "mix": {}, "distance": {}}
     main_table = _main_table(plan, summaries, methods, splits, data)
     directions = _directions(methods, splits, data)
