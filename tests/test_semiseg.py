@@ -518,3 +518,9 @@ def test_experiment_semiseg_tiny(tmp_path):
     assert "2 epochs x 2 iterations = 4 student steps" in text
     for png in ("semiseg_distance.png", "semiseg_val_curves.png"):
         assert (tmp_path / "docs" / png).stat().st_size > 1000
+    # the labeled-loss table reads each run's last metrics.csv row
+    res = json.loads((tmp_path / "exp" / "results.json").read_text())
+    with (tmp_path / "exp" / "runs" / "mt_cutmix_1-4_s0" / "metrics.csv").open() as f:
+        last = list(csv.DictReader(f))[-1]
+    assert res["loss_sup"]["mt"]["1/4"] == [float(last["loss_sup"])]
+    assert f"| mean teacher + CutMix | {float(last['loss_sup']):.3f} (" in text

@@ -98,6 +98,7 @@ def report(cfg, plan, summaries, command, wall, out, run_cfg) -> dict[str, Any]:
     machine = machine_line()
     data: dict[str, Any] = {"main": {}, "mix": {}, "distance": {}}
     main_table = _main_table(plan, summaries, methods, splits, data)
+    loss_table = _labeled_loss_table(plan, out, methods, splits, data)
     directions = _directions(methods, splits, data)
     mix_table = _mix_table(plan, summaries, items(cfg.mixes), splits[0], data)
     dist_table = _distance_tables(plan, summaries, out, splits, data)
@@ -125,6 +126,7 @@ def report(cfg, plan, summaries, command, wall, out, run_cfg) -> dict[str, Any]:
         "`OUT/splits/`. Metric: val mIoU of the student at the final epoch.", "", speed, "",
         "#### Main comparison (mixer: CutMix)", "", main_table, "", "Directions:", "",
         *directions, "",
+        "#### Labeled-batch loss, mean over the last epoch (mixer: CutMix)", "", loss_table, "",
         *probe_lines,
         "#### CutMix variations", "", mix_table, "",
         "#### Teacher-student distance", "", dist_table, "", *checks,
@@ -154,6 +156,25 @@ def _main_table(plan, summaries, methods, splits, data) -> str:
         + ", ".join(f"{sp} = {n}" for sp, n in n_lab.items())
         + f" of {n_total}."
     )
+    return "\n".join(lines)
+
+
+def _labeled_loss_table(plan, out: Path, methods, splits, data) -> str:
+    """Supervised (labeled-batch) loss, averaged over the last epoch, mean over seeds (per
+    seed in brackets), per method and split: how far each method has fitted the labels."""
+    lines = ["| method | " + " | ".join(f"loss @ {s} labeled" for s in splits) + " |"]
+    lines.append("|---|" + "---|" * len(splits))
+    data["loss_sup"] = {}
+    for m in methods:
+        cells = []
+        for sp in splits:
+            names = [p["name"] for p in plan
+                     if (p["method"], p["mix"], p["split"]) == (m, "cutmix", sp)]  # fmt: skip
+            v = [epoch_rows(out, n)[-1]["loss_sup"] for n in names]
+            data["loss_sup"].setdefault(m, {})[sp] = v
+            mean = statistics.fmean(v) if v else math.nan
+            cells.append(f"{mean:.3f} (" + ", ".join(f"{x:.3f}" for x in v) + ")")
+        lines.append(f"| {METHOD_NAMES[m]} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
