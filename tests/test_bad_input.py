@@ -346,7 +346,7 @@ class TestHyperParameters:
             Cutout(length=0)
         with pytest.raises(ValueError, match="scope must satisfy 0 < low <= high <= 1"):
             ResizeMix(scope=(0.5, 0.1))
-        with pytest.raises(ValueError, match="interpolation must be 'nearest' or 'bilinear'"):
+        with pytest.raises(ValueError, match="interpolation must be one of"):
             ResizeMix(interpolation="cubic")
 
     def test_registry_names_and_kwargs(self):

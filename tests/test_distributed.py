@@ -25,7 +25,7 @@ import torch
 from torch import nn
 from torch.utils.data import DistributedSampler
 
-from mixkit import data, distributed, models
+from mixkit import data, distributed, feeds, models
 from mixkit.cli import main
 from mixkit.distributed import CPUSyncBatchNorm, DistEnv
 from mixkit.train import load_checkpoint
@@ -66,29 +66,19 @@ class TestSampler:
         split = data.Split(
             torch.randint(0, 255, (203, 1, 2, 3), dtype=torch.uint8), torch.arange(203)
         )
-        a = list(distributed.iterate_shard(split, 50, DistEnv(), True, _gen(3), start_batch=2))
-        b = list(data.iterate_batches(split, 50, True, _gen(3), start_batch=2))
-        assert len(a) == len(b) == 3
-        for (x, u), (y, v) in zip(a, b, strict=True):
-            assert torch.equal(x, y) and torch.equal(u, v)
+        a = list(feeds.index_batches(203, 50, _gen(3), rank=0, world_size=1))
+        b = list(data.iterate_batches(split, 50, True, _gen(3)))
+        assert len(a) == len(b) == 5
+        for idx, (x, y) in zip(a, b, strict=True):
+            assert torch.equal(split.x[idx], x) and torch.equal(idx, y)
 
     def test_union_of_rank_batches_is_the_global_batch(self):
         split = data.Split(torch.arange(40, dtype=torch.uint8).view(40, 1, 1, 1), torch.arange(40))
         glob = [y for _, y in data.iterate_batches(split, 8, True, _gen(0))]
-        ranks = [
-            [y for _, y in distributed.iterate_shard(split, 4, DistEnv(r, 2), True, _gen(0))]
-            for r in range(2)
-        ]
+        ranks = [list(feeds.index_batches(40, 4, _gen(0), rank=r, world_size=2)) for r in range(2)]
         assert len(glob) == len(ranks[0]) == len(ranks[1]) == 5
         for k, g in enumerate(glob):
             assert sorted(torch.cat([ranks[0][k], ranks[1][k]]).tolist()) == sorted(g.tolist())
-        resumed = [
-            y
-            for _, y in distributed.iterate_shard(
-                split, 4, DistEnv(1, 2), True, _gen(0), start_batch=3
-            )
-        ]
-        assert [t.tolist() for t in resumed] == [t.tolist() for t in ranks[1][3:]]
 
 
 def _gen(seed: int) -> torch.Generator:

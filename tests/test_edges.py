@@ -5,6 +5,7 @@ signatures and reprs, and AutoAugment's pixel-range check."""
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import inspect
 import pydoc
@@ -466,6 +467,46 @@ class TestSignaturesAndRepr:
         assert "prob=0.5" in repr(TimmMixup(prob=0.5)) and repr(TimmMixup()) == "TimmMixup()"
         assert "mode='elem'" in repr(CutMix(mode="elem")) and "alpha=0.3" in repr(MixUp(alpha=0.3))
         assert "per_sample=True" in repr(augment.RecursiveMix(per_sample=True))
+
+    @pytest.mark.parametrize("cls", PUBLIC_MIXERS, ids=lambda c: c.__name__)
+    def test_settings_are_inherited_fields(self, cls):
+        # the shared settings are declared once, on MixTransform; a mixer stays a hashable
+        # module with its own repr (dataclass eq=False, repr=False)
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        redeclared = set(cls.__dict__.get("__annotations__", {})) & set(BASE)
+        for name in redeclared:  # only to fix a setting (RecursiveMix) or require it (ClassMix)
+            assert not fields[name].init or (cls, name) == (augment.ClassMix, "num_classes")
+        if cls is augment.RandomChoice:
+            mixer = cls([augment.MixUp(), augment.CutMix()])
+        else:
+            mixer = cls(K) if cls is augment.ClassMix else cls()
+        assert cls.__hash__ is object.__hash__ and cls.__eq__ is object.__eq__
+        assert mixer in {mixer} and mixer != cls.__new__(cls)
+        assert cls.__repr__ is torch.nn.Module.__repr__
+        assert list(mixer.named_modules())[0][1] is mixer
+
+    @pytest.mark.parametrize(
+        ("build", "flag"),
+        [
+            (lambda: augment.CutMix(1.0, 3), "correct_lam"),
+            (lambda: augment.MultiBoxCutMix(1.0, True, 1), "share_lam"),
+            (lambda: augment.FMix(1.0, 3.0, 1), "share_lam"),
+            (lambda: augment.RecursiveMix(0.5, "nearest", 1), "per_sample"),
+            (lambda: augment.MixUp(multilabel=1), "multilabel"),
+            (lambda: augment.MixUpCutMix(check_layout="no"), "check_layout"),
+        ],
+    )
+    def test_flags_must_be_bools(self, build, flag):
+        with pytest.raises(ValueError, match=f"{flag} must be True or False, got"):
+            build()
+
+    def test_multibox_positional_order(self):
+        mixer = augment.MultiBoxCutMix(0.5, False, True, 2)
+        assert (mixer.alpha, mixer.correct_lam, mixer.share_lam, mixer.num_boxes) == (
+            0.5, False, True, 2,
+        )  # fmt: skip
+        with pytest.raises(TypeError, match="missing 1 required positional argument"):
+            augment.ClassMix()
 
 
 # =========================================================================== autoaugment

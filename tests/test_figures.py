@@ -236,7 +236,8 @@ def test_seg_overlay_legend_lists_the_present_classes(tmp_path):
     assert fig.axes[3 * 2 + 1].get_title() == f"acc {111 / 120:.2f} (fg 1.00)"  # row 3, col 2
     assert fig.axes[3 * 2].get_title() == "acc 1.00 (fg 1.00)"  # image 0: its ignore row left out
     plt.close(fig)
-    path = plots.save_seg_overlays(images, gt, pred, tmp_path / "o.png", NAMES)
+    fig = plots.seg_overlay_figure(images, gt, pred, class_names=NAMES)
+    path = plots.save_figure(fig, tmp_path / "o.png")
     _png_size(path)
     no_names = plots.seg_overlay_figure(images.float() / 255, gt, pred)
     assert [t.get_text() for t in no_names.legends[0].get_texts()] == [
@@ -276,4 +277,5 @@ def test_seg_mix_grid_outlines_and_legend(tmp_path):
         n_outlines = sum(isinstance(c, LineCollection) for c in fig.axes[i].collections)
         assert n_outlines == int(bool(params.mask[i].any()))
     plt.close(fig)
-    _png_size(plots.save_seg_mix_grid(mixed.images, mixed.masks, params, tmp_path / "m.png"))
+    fig = plots.seg_mix_figure(mixed.images, mixed.masks, params)
+    _png_size(plots.save_figure(fig, tmp_path / "m.png"))

@@ -93,10 +93,11 @@ def test_mix_grid_has_no_tensor_imshow_warning(tmp_path):
     # matplotlib + numpy 2 warn when imshow gets a torch tensor; the grid passes numpy.
     with warnings.catch_warnings():
         warnings.simplefilter("error", DeprecationWarning)
-        plots.save_mix_grid(
-            torch.rand(2, 3, 8, 8), torch.eye(3)[:2], torch.ones(2), tmp_path / "g.png"
+        fig = plots.mix_grid_figure(torch.rand(2, 3, 8, 8), torch.eye(3)[:2], torch.ones(2))
+        plots.save_figure(fig, tmp_path / "g.png")
+        plots.save_figure(
+            plots.mix_grid_figure(torch.rand(2, 1, 8, 8), None, None), tmp_path / "h.png"
         )
-        plots.save_mix_grid(torch.rand(2, 1, 8, 8), None, None, tmp_path / "h.png")
 
 
 # --------------------------------------------------------------------------- mixkit plot

@@ -151,9 +151,23 @@ class DataOptions:
 
 @dataclasses.dataclass
 class RunOptions:
-    """The run folder."""
+    """The run: its seed, device and folder."""
 
+    seed: int = option(0, "seed of every random draw (data order, init, mixing)")
+    device: str = option("cpu", "torch device to run on", check=check_device)
+    out: str | None = option(None, "run folder; default: a new numbered folder runs/<command>/expN")
+    progress: bool = option(True, "print a progress line per epoch")
     overwrite: bool = option(False, "replace the run folder OUT if it holds a run already")
+
+
+@dataclasses.dataclass
+class ResumeOptions:
+    """Crash-safe resume from the run folder's last checkpoint."""
+
+    resume: bool = option(False, "continue from OUT/checkpoints/last.pt (mid-epoch included)")
+    checkpoint_every: int = option(
+        0, "also checkpoint every N optimiser steps (0: at epoch ends only)", at_least=0
+    )
 
 
 @dataclasses.dataclass
@@ -166,7 +180,7 @@ class RecipeOptions(RunOptions):
 
 
 @dataclasses.dataclass
-class TrainConfig(DeviceOptions, ScheduleOptions, DataOptions, RecipeOptions):
+class TrainConfig(DeviceOptions, ScheduleOptions, DataOptions, ResumeOptions, RecipeOptions):
     """Classification training (``mixkit train``). Field names are the CLI flags."""
 
     command_name: ClassVar[str] = "train"  # the sub-command its recipes are for
@@ -215,15 +229,7 @@ class TrainConfig(DeviceOptions, ScheduleOptions, DataOptions, RecipeOptions):
     )
     epochs: int = option(12, "training epochs", at_least=1)
     batch_size: int = option(128, "global batch size (split over torchrun ranks)", at_least=1)
-    seed: int = option(0, "seed of every random draw (data order, init, mixing)")
-    device: str = option("cpu", "torch device to train on", check=check_device)
-    out: str | None = option(None, "run folder; default: a new numbered folder runs/train/expN")
-    progress: bool = option(True, "print a progress line per epoch")
     grid_samples: int = option(16, "mixed samples drawn in mixed_samples.png (0: none)", at_least=0)
-    resume: bool = option(False, "continue from OUT/checkpoints/last.pt (mid-epoch included)")
-    checkpoint_every: int = option(
-        0, "also checkpoint every N optimiser steps (0: at epoch ends only)", at_least=0
-    )
     sync_bn: bool = option(True, "under torchrun: BatchNorm statistics over the global batch")
 
     def __post_init__(self) -> None:

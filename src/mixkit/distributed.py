@@ -7,9 +7,9 @@
   global permutation, as ``torch.utils.data.DistributedSampler`` does with ``seed + epoch``);
   per-sample randomness (mixers, crops, dropout) comes from :func:`rank_seed` ``(seed, rank)``,
   which is ``seed`` itself on rank 0, so a 1-rank run draws exactly what a plain run draws.
-- :func:`iterate_shard`: ``DistributedSampler`` semantics on top of
-  :func:`mixkit.data.iterate_batches`: pad the global permutation to a multiple of the world
-  size by repeating its head, rank ``r`` takes ``perm[r::world]``. With a global batch ``B``
+- :func:`shard_order`: ``DistributedSampler`` semantics on the global permutation (the one
+  :func:`mixkit.feeds.index_batches` draws): pad it to a multiple of the world size by
+  repeating its head, rank ``r`` takes ``perm[r::world]``. With a global batch ``B``
   split as ``B / world`` per rank, the union of the ranks' k-th batches is the k-th batch of
   the 1-rank run (except a padded last batch).
 - BatchNorm: per-rank batch statistics differ from the global batch's. :func:`sync_batchnorm`
@@ -27,7 +27,7 @@ import dataclasses
 import hashlib
 import os
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -37,8 +37,6 @@ import torch
 import torch.distributed as dist
 import yaml
 from torch import Tensor, nn
-
-from mixkit import data
 
 T = TypeVar("T")
 
@@ -164,37 +162,6 @@ def shard_order(
     return order[rank::world_size]
 
 
-def iterate_shard(
-    split: data.Split,
-    batch_size: int,
-    env: DistEnv,
-    shuffle: bool = False,
-    generator: torch.Generator | None = None,
-    drop_last: bool = False,
-    start_batch: int = 0,
-) -> Iterator[tuple[Tensor, Tensor]]:
-    """This rank's batches of ``batch_size`` (per rank) from the seeded global permutation.
-
-    One rank: exactly :func:`mixkit.data.iterate_batches` (same draw, same batches). The
-    permutation is drawn at the first ``next()`` like there, so ``start_batch`` resumes
-    mid-epoch after restoring ``generator`` to its epoch-start state.
-    """
-    if not env.distributed:
-        yield from data.iterate_batches(
-            split, batch_size, shuffle, generator, drop_last, start_batch
-        )
-        return
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    n = len(split)
-    order = torch.randperm(n, generator=generator) if shuffle else None
-    idx = shard_order(n, env.rank, env.world_size, order, drop_last)
-    m = len(idx)
-    stop = m - m % batch_size if drop_last else m
-    for b, i in enumerate(range(0, stop, batch_size)):
-        if b >= start_batch:
-            sel = idx[i : i + batch_size]
-            yield split.x.index_select(0, sel), split.y.index_select(0, sel)
 
 
 def all_reduce_sum(values: Sequence[float], env: DistEnv) -> list[float]:

@@ -24,6 +24,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from mixkit import distributed
+from mixkit.train import atomic_save
+
 
 def _numpy_state() -> dict[str, Any]:
     name, keys, pos, has_gauss, gauss = np.random.get_state()
@@ -142,6 +145,44 @@ def restore_training(
     model.load_state_dict(ckpt["model"])
     optimizer.load_state_dict(ckpt["optimizer"])
     scaler.load_state_dict(ckpt["scaler"])
+
+
+def save_training(
+    path: str | Path,
+    env: distributed.DistEnv,
+    mine: dict[str, Any],
+    modules: tuple[nn.Module, torch.optim.Optimizer, Any],
+    position: tuple[int, int, int, torch.Tensor],
+    run: tuple[Mapping[str, Any], list[dict[str, Any]], float],
+) -> dict[str, Any] | None:
+    """Write the resume checkpoint that :func:`restore_training` reads (collective: every
+    rank passes ``mine``, its own RNG and loss-sum states, and they are gathered under
+    ``"ranks"``); rank 0 writes ``path`` atomically and returns the dict, other ranks None.
+
+    ``modules``: model, optimizer, grad scaler (their states); ``position``: epochs done,
+    batches taken of the next epoch, optimiser step, shuffle-generator state at that
+    epoch's start; ``run``: the config, the metric rows so far, the training seconds."""
+    ranks = distributed.all_gather_object(mine, env)
+    if not env.is_main:
+        return None
+    (model, optimizer, scaler), (config, history, elapsed_s) = modules, run
+    epoch, batch, step, shuffle_state = position
+    state = {
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scaler": scaler.state_dict(),
+        "epoch": epoch,
+        "batch": batch,
+        "step": step,
+        "shuffle_state": shuffle_state,
+        "metrics": history,
+        "config": dict(config),
+        "ranks": ranks,
+        "elapsed_s": elapsed_s,
+        **({"recursivemix": mine["recursivemix"]} if "recursivemix" in mine else {}),
+    }
+    atomic_save(state, path)
+    return state
 
 
 def _norm(value: Any) -> Any:

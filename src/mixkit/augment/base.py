@@ -20,7 +20,7 @@ from mixkit.augment.apply import (
     mix_tensors,
 )
 from mixkit.augment.params import Kind, MixParams
-from mixkit.augment.settings import check_choice, check_fraction, settings_repr
+from mixkit.augment.settings import check_choice, check_flag, check_fraction, settings_repr
 from mixkit.ops import checks
 
 MODES = ("batch", "elem")
@@ -92,6 +92,7 @@ def batch_hw(batch_shape: tuple[int, ...] | torch.Size) -> tuple[int, int, int]:
     return b, h, w
 
 
+@dataclass(eq=False, repr=False, kw_only=True)
 class MixTransform(torch.nn.Module):
     """Base class: a random ``draw`` of ``MixParams`` and a deterministic ``apply``.
 
@@ -117,47 +118,46 @@ class MixTransform(torch.nn.Module):
 
     Outputs keep the tensor subclass of the inputs (torchvision ``tv_tensors.Image``,
     ``Mask``, ...). ``repr`` lists every argument that differs from its default.
+
+    The settings are dataclass fields, so a subclass declares only its own: decorated with
+    ``@dataclass(eq=False, repr=False)`` (a module hashes by identity and keeps its
+    ``repr``), its fields come first in the signature (positional), these stay keyword-only,
+    and its ``__post_init__`` calls ``super().__post_init__()`` before checking its own.
     """
 
-    def __init__(
-        self,
-        *,
-        p: float = 1.0,
-        mode: str = "elem",
-        num_classes: int | None = None,
-        label_smoothing: float = 0.0,
-        multilabel: bool = False,
-        pairing: str = "cycle",
-        ignore_index: int = 255,
-        min_visibility: float = 0.25,
-        generator: torch.Generator | int | None = None,
-        check_finite: bool = True,
-        check_layout: bool = True,
-    ) -> None:
-        super().__init__()
+    p: float = 1.0
+    mode: str = "elem"
+    num_classes: int | None = None
+    label_smoothing: float = 0.0
+    multilabel: bool = False
+    pairing: str = "cycle"
+    ignore_index: int = 255
+    min_visibility: float = 0.25
+    generator: torch.Generator | int | None = None
+    check_finite: bool = True
+    check_layout: bool = True
+
+    def __post_init__(self) -> None:
+        super().__init__()  # nn.Module's state; the fields above are plain attributes
+        p, num_classes, ignore_index = self.p, self.num_classes, self.ignore_index
         if isinstance(p, bool) or not isinstance(p, int | float) or not 0.0 <= p <= 1.0:
             raise ValueError(f"p must be a probability in [0, 1], got {p!r}")
-        check_choice(mode, "mode", MODES)
+        check_choice(self.mode, "mode", MODES)
         if num_classes is not None and (
             isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1
         ):
             raise ValueError(f"num_classes must be an int >= 1 or None, got {num_classes!r}")
-        check_fraction(label_smoothing, "label_smoothing", open_high=True)
-        check_choice(pairing, "pairing", ops.PAIRINGS)
-        check_fraction(min_visibility, "min_visibility")
+        check_fraction(self.label_smoothing, "label_smoothing", open_high=True)
+        check_choice(self.pairing, "pairing", ops.PAIRINGS)
+        check_fraction(self.min_visibility, "min_visibility")
         if isinstance(ignore_index, bool) or not isinstance(ignore_index, int):
             raise ValueError(f"ignore_index must be an int, got {ignore_index!r}")
+        for flag in ("multilabel", "check_finite", "check_layout"):
+            check_flag(getattr(self, flag), flag)
         self.p = float(p)
-        self.mode = mode
-        self.num_classes = num_classes
-        self.label_smoothing = float(label_smoothing)
-        self.multilabel = bool(multilabel)
-        self.pairing = pairing
-        self.ignore_index = ignore_index
-        self.min_visibility = float(min_visibility)
-        self.generator = make_generator(generator)
-        self.check_finite = bool(check_finite)
-        self.check_layout = bool(check_layout)
+        self.label_smoothing = float(self.label_smoothing)
+        self.min_visibility = float(self.min_visibility)
+        self.generator = make_generator(self.generator)
         self.last_params: MixParams | None = None
         self._kernel: Kernel = mix_tensors  # mixkit.compile swaps in the compiled kernel
 

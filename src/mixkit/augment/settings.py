@@ -1,7 +1,6 @@
-"""Constructor plumbing shared by the mixers: the base keyword arguments every mixer spells
-out in its own signature (so ``help()`` and IDEs show them), the checks of their values (one
-ValueError naming the argument), and a ``repr`` that lists every setting that differs from
-its default."""
+"""Constructor plumbing shared by the mixers: the checks of their settings (one ValueError
+naming the argument) and a ``repr`` that lists every setting that differs from its
+default."""
 
 from __future__ import annotations
 
@@ -10,28 +9,6 @@ from collections.abc import Mapping
 from typing import Any
 
 import torch
-
-# The keyword arguments of ``MixTransform.__init__``, in order; every subclass signature
-# repeats them (explicitly, no ``**kwargs``) and forwards them with ``base_args(locals())``.
-BASE_ARGS = (
-    "p",
-    "mode",
-    "num_classes",
-    "label_smoothing",
-    "multilabel",
-    "pairing",
-    "ignore_index",
-    "min_visibility",
-    "generator",
-    "check_finite",
-    "check_layout",
-)
-
-
-def base_args(scope: Mapping[str, Any]) -> dict[str, Any]:
-    """The ``MixTransform`` keyword arguments found in ``scope`` (a constructor's
-    ``locals()``), to forward to ``super().__init__``."""
-    return {k: scope[k] for k in BASE_ARGS if k in scope}
 
 
 def is_number(v: object) -> bool:
@@ -64,6 +41,13 @@ def check_count(value: int, name: str) -> int:
     """An int >= 1 (a bool is refused)."""
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+    return value
+
+
+def check_flag(value: bool, name: str) -> bool:
+    """A bool (an int such as a stray positional argument is refused, not read as truth)."""
+    if not isinstance(value, bool):
+        raise ValueError(f"{name} must be True or False, got {value!r}")
     return value
 
 

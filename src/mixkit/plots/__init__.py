@@ -3,8 +3,9 @@
 top-2 labels and the pasted region outlined, and segmentation overlays with a class legend.
 
 Every ``*_figure`` function returns the ``matplotlib.figure.Figure`` (to inspect or draw
-on); the matching ``save_*`` writes it as a PNG and returns the path. The Agg backend is
-selected on import (no display needed)."""
+on); ``save_figure(fig, path)`` writes one as a PNG, closes it and returns the path. The
+other ``save_*`` functions draw and write in one call from a run's files, a dataset or a
+mixer. The Agg backend is selected on import (no display needed)."""
 
 import matplotlib
 
@@ -28,14 +29,11 @@ from mixkit.plots.mixing import (  # noqa: E402
     draw_region,
     mix_grid_figure,
     recursive_boxes,
-    save_mix_grid,
     save_mix_grid_for,
     save_recursive_mix_grid,
 )
 from mixkit.plots.segmentation import (  # noqa: E402
     class_colours,
-    save_seg_mix_grid,
-    save_seg_overlays,
     seg_mix_figure,
     seg_overlay_figure,
 )
@@ -43,12 +41,11 @@ from mixkit.plots.segmentation import (  # noqa: E402
 __all__ = [
     "mix_grid_figure",
     "read_metrics",
-    "save_mix_grid",
+    "save_figure",
     "save_mix_grid_for",
     "save_recursive_mix_grid",
-    "save_seg_mix_grid",
-    "save_seg_overlays",
     "save_training_curves",
+    "seg_mix_figure",
     "seg_overlay_figure",
     "training_curves_figure",
 ]

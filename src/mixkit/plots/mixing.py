@@ -166,26 +166,6 @@ def _outline_legend(fig: Any, labels: Sequence[str]) -> None:
     fig.legend(handles, labels, loc="outside lower center", ncols=len(labels), fontsize=7)
 
 
-def save_mix_grid(
-    images: Tensor,
-    targets: Tensor | None,
-    lam: Tensor | None,
-    path: str | Path,
-    *,
-    params: MixParams | None = None,
-    nested_boxes: Sequence[Tensor] = (),
-    ncols: int = 8,
-    names: Sequence[str] | None = None,
-    title: str | None = None,
-) -> Path:
-    """Write :func:`mix_grid_figure` to ``path`` (PNG)."""
-    fig = mix_grid_figure(
-        images, targets, lam, params=params, nested_boxes=nested_boxes, ncols=ncols,
-        names=names, title=title,
-    )  # fmt: skip
-    return save_figure(fig, path)
-
-
 def save_mix_grid_for(ds: Any, mixer: Any, n: int, path: str | Path, *, seed: int = 0) -> Path:
     """Mix the first ``n`` training images of dataset ``ds`` (uint8) with ``mixer`` (or none)
     and save the grid, pasted regions outlined. The mixer's own generator is not advanced:
@@ -196,7 +176,7 @@ def save_mix_grid_for(ds: Any, mixer: Any, n: int, path: str | Path, *, seed: in
     y = ds.train.y[:n]
     if mixer is None:
         targets = ops.one_hot(y, ds.num_classes)
-        return save_mix_grid(x, targets, None, path, title="no mixing")
+        return save_figure(mix_grid_figure(x, targets, None, title="no mixing"), path)
     params = mixer.draw(x.shape, torch.Generator().manual_seed(seed))
     mixed = mixer.apply(params, x, y)
     fig = mix_grid_figure(

@@ -5,7 +5,6 @@ legend of the classes present."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import matplotlib.pyplot as plt
@@ -14,7 +13,6 @@ from matplotlib.patches import Patch
 from torch import Tensor
 
 from mixkit.augment.params import MixParams
-from mixkit.plots.common import save_figure
 from mixkit.plots.mixing import draw_region
 
 _PALETTES = ("tab10", "tab20b", "tab20c")
@@ -196,25 +194,6 @@ def seg_overlay_figure(
     return fig
 
 
-def save_seg_overlays(
-    images: Tensor,
-    gt: Tensor,
-    pred: Tensor,
-    path: str | Path,
-    class_names: Sequence[str] | None = None,
-    *,
-    ignore_index: int = 255,
-    background: int | None = 0,
-    title: str | None = None,
-) -> Path:
-    """Write :func:`seg_overlay_figure` to ``path`` (PNG)."""
-    fig = seg_overlay_figure(
-        images, gt, pred, class_names=class_names, ignore_index=ignore_index,
-        background=background, title=title,
-    )  # fmt: skip
-    return save_figure(fig, path)
-
-
 def seg_mix_figure(
     images: Tensor,
     labels: Tensor,
@@ -242,20 +221,3 @@ def seg_mix_figure(
     note = "orange outline: pasted region"
     fig.suptitle(f"{title}; {note}" if title else note, fontsize=9)
     return fig
-
-
-def save_seg_mix_grid(
-    images: Tensor,
-    labels: Tensor,
-    params: MixParams,
-    path: str | Path,
-    class_names: Sequence[str] | None = None,
-    *,
-    ignore_index: int = 255,
-    title: str | None = None,
-) -> Path:
-    """Write :func:`seg_mix_figure` to ``path`` (PNG)."""
-    fig = seg_mix_figure(
-        images, labels, params, class_names=class_names, ignore_index=ignore_index, title=title
-    )
-    return save_figure(fig, path)

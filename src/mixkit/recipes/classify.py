@@ -26,7 +26,6 @@ from mixkit.methods import recursivemix
 from mixkit.recipes.classify_model import TrainLoss, build_mixer, build_model
 from mixkit.train import (
     MetricsWriter,
-    atomic_save,
     build_optimizer,
     evaluate,
     feature_width,
@@ -310,24 +309,11 @@ def _save_checkpoint(r: _Run, epochs_done: int, batch: int, shuffle_state: torch
     }
     if r.rm is not None:
         mine["recursivemix"] = r.rm.state_dict()
-    ranks = distributed.all_gather_object(mine, r.env)
-    if not r.env.is_main:
-        return
-    state = {
-        "model": r.net.state_dict(),
-        "optimizer": r.optimizer.state_dict(),
-        "scaler": r.scaler.state_dict(),
-        "epoch": epochs_done,
-        "batch": batch,
-        "step": r.step,
-        "shuffle_state": shuffle_state,
-        "elapsed_s": time.time() - r.start,
-        "metrics": r.history,
-        "config": dataclasses.asdict(r.cfg),
-        "ranks": ranks,
-        **({} if r.rm is None else {"recursivemix": r.rm.state_dict()}),
-    }
-    atomic_save(state, r.ckpt_path)
+    resume.save_training(
+        r.ckpt_path, r.env, mine, (r.net, r.optimizer, r.scaler),
+        (epochs_done, batch, r.step, shuffle_state),
+        (dataclasses.asdict(r.cfg), r.history, time.time() - r.start),
+    )  # fmt: skip
 
 
 def _finish(r: _Run) -> dict[str, Any]:

@@ -114,15 +114,11 @@ def save_overlays(trainer: SemisegTrainer, ds: Any, path: Path, n: int = 8) -> P
     x = normalise(images.to(trainer.device).float() / 255, src.mean, src.std)
     with torch.no_grad(), bn_mode(trainer.student, "eval"):
         pred = trainer.student(x).argmax(1).cpu()
-    return plots.save_seg_overlays(
-        images,
-        labels,
-        pred,
-        path,
-        src.class_names,
-        ignore_index=IGNORE,
+    fig = plots.seg_overlay_figure(
+        images, labels, pred, class_names=src.class_names, ignore_index=IGNORE,
         title=f"{trainer.method}: val images",
-    )
+    )  # fmt: skip
+    return plots.save_figure(fig, path)
 
 
 def save_mix_example(trainer: SemisegTrainer, ds: Any, path: Path, n: int = 8) -> Path:
@@ -132,15 +128,11 @@ def save_mix_example(trainer: SemisegTrainer, ds: Any, path: Path, n: int = 8) -
     labels = labels.long()
     params = trainer.mixer.draw(images.shape, torch.Generator().manual_seed(0), label_maps=labels)
     m = trainer.mixer.apply(params, images=images, labels=labels)
-    return plots.save_seg_mix_grid(
-        m.images,
-        m.labels,
-        params,
-        path,
-        trainer.source.class_names,
-        ignore_index=IGNORE,
-        title=f"mixer: {trainer.mixer!r}",
-    )
+    fig = plots.seg_mix_figure(
+        m.images, m.labels, params, class_names=trainer.source.class_names,
+        ignore_index=IGNORE, title=f"mixer: {trainer.mixer!r}",
+    )  # fmt: skip
+    return plots.save_figure(fig, path)
 
 
 RESUME_FREE = {"epochs", "resume", "progress", "out", "device", "checkpoint_every", "workers",

@@ -2,26 +2,32 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import Tensor
 
 from mixkit import ops
 from mixkit.augment.base import MixTransform
-from mixkit.augment.settings import check_alpha
+from mixkit.augment.settings import check_alpha, check_flag
 
 
+@dataclass(eq=False, repr=False)
 class BetaMix(MixTransform):
-    """Base of the mixers whose λ is drawn from Beta(alpha, alpha): their ``__init__`` calls
-    :meth:`_set_beta` after ``MixTransform.__init__``, their draw :meth:`_draw_lam`."""
+    """Base of the mixers whose λ is drawn from Beta(alpha, alpha) (:meth:`_draw_lam`).
 
-    alpha: float
-    share_lam = False  # MixUp: always one λ per draw
+    Args:
+        alpha: Beta concentration, a finite number > 0 (the first positional argument of
+            every subclass).
+    """
 
-    def _set_beta(self, alpha: float, share_lam: bool = False) -> None:
-        """Check and store ``alpha`` (a finite number > 0) and ``share_lam`` (one λ for the
-        whole batch but a region per sample)."""
-        self.alpha = check_alpha(alpha)
-        self.share_lam = bool(share_lam)
+    alpha: float = 1.0
+    share_lam = False  # one λ for the whole batch, a region per sample (a field where offered)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.alpha = check_alpha(self.alpha)
+        self.share_lam = check_flag(self.share_lam, "share_lam")
 
     def _draw_lam(self, n: int, generator: torch.Generator | None) -> Tensor:
         """(n,) float64 λ ~ Beta(alpha, alpha): n draws, or one repeated with ``share_lam``."""

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import InitVar, dataclass, field
 from typing import Any
 
 import torch
 from torch import Tensor
 
 from mixkit.augment.base import MixTransform, Region
-from mixkit.augment.settings import base_args, check_fraction, is_weight
+from mixkit.augment.settings import check_fraction, is_weight
 from mixkit.augment.transforms.cutmix import CutMix
 from mixkit.augment.transforms.mixup import MixUp
 
 
+@dataclass(eq=False, repr=False)
 class RandomChoice(MixTransform):
     """Pick one of several mixers per sample (``mode="elem"``) or per batch, with ``probs``.
 
@@ -28,24 +30,13 @@ class RandomChoice(MixTransform):
             min_visibility, generator, check_finite, check_layout: as in ``MixTransform``.
     """
 
-    def __init__(
-        self,
-        transforms: Sequence[MixTransform],
-        probs: Sequence[float] | None = None,
-        *,
-        p: float = 1.0,
-        mode: str = "elem",
-        num_classes: int | None = None,
-        label_smoothing: float = 0.0,
-        multilabel: bool = False,
-        pairing: str = "cycle",
-        ignore_index: int = 255,
-        min_visibility: float = 0.25,
-        generator: torch.Generator | int | None = None,
-        check_finite: bool = True,
-        check_layout: bool = True,
+    transforms: InitVar[Sequence[MixTransform]]
+    probs: InitVar[Sequence[float] | None] = None
+
+    def __post_init__(
+        self, transforms: Sequence[MixTransform], probs: Sequence[float] | None
     ) -> None:
-        super().__init__(**base_args(locals()))
+        super().__post_init__()
         if len(transforms) == 0 or not all(isinstance(t, MixTransform) for t in transforms):
             raise ValueError("transforms must be a non-empty sequence of MixTransform")
         if probs is None:
@@ -97,6 +88,7 @@ class RandomChoice(MixTransform):
         return Region(kind, lam, boxes, mask)
 
 
+@dataclass(eq=False, repr=False)
 class MixUpCutMix(RandomChoice):
     """timm-style switch: CutMix with probability ``switch_prob``, else MixUp.
 
@@ -109,25 +101,16 @@ class MixUpCutMix(RandomChoice):
             min_visibility, generator, check_finite, check_layout: as in ``MixTransform``.
     """
 
-    def __init__(
-        self,
-        mixup_alpha: float = 0.8,
-        cutmix_alpha: float = 1.0,
-        switch_prob: float = 0.5,
-        correct_lam: bool = True,
-        *,
-        p: float = 1.0,
-        mode: str = "elem",
-        num_classes: int | None = None,
-        label_smoothing: float = 0.0,
-        multilabel: bool = False,
-        pairing: str = "cycle",
-        ignore_index: int = 255,
-        min_visibility: float = 0.25,
-        generator: torch.Generator | int | None = None,
-        check_finite: bool = True,
-        check_layout: bool = True,
-    ) -> None:
+    mixup_alpha: float = 0.8
+    cutmix_alpha: float = 1.0
+    switch_prob: float = 0.5
+    correct_lam: bool = True
+    transforms: Sequence[MixTransform] = field(init=False)  # built from the settings above
+    probs: list[float] = field(init=False)
+
+    def __post_init__(self) -> None:  # type: ignore[override]
+        mixup_alpha, cutmix_alpha = self.mixup_alpha, self.cutmix_alpha
+        switch_prob = self.switch_prob
         check_fraction(switch_prob, "switch_prob")
         alphas = (mixup_alpha, cutmix_alpha)
         if not all(is_weight(a) for a in alphas) or mixup_alpha == cutmix_alpha == 0:
@@ -141,12 +124,10 @@ class MixUpCutMix(RandomChoice):
             transforms.append(MixUp(mixup_alpha))
             probs.append(1.0 - switch_prob if cutmix_alpha > 0 else 1.0)
         if cutmix_alpha > 0:
-            transforms.append(CutMix(cutmix_alpha, correct_lam=correct_lam))
+            transforms.append(CutMix(cutmix_alpha, correct_lam=self.correct_lam))
             probs.append(switch_prob if mixup_alpha > 0 else 1.0)
         if sum(probs) == 0:  # both enabled, switch_prob picks one side entirely
             probs = [1.0] * len(probs)
-        super().__init__(transforms, probs, **base_args(locals()))
-        self.mixup_alpha = float(mixup_alpha)
-        self.cutmix_alpha = float(cutmix_alpha)
+        super().__post_init__(transforms, probs)
+        self.mixup_alpha, self.cutmix_alpha = float(mixup_alpha), float(cutmix_alpha)
         self.switch_prob = float(switch_prob)
-        self.correct_lam = bool(correct_lam)

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
-import torch
 from torch import Tensor
 
 from mixkit import ops
 from mixkit.augment.base import MixTransform, Region
 from mixkit.augment.params import Kind
-from mixkit.augment.settings import base_args, check_choice
+from mixkit.augment.settings import check_choice
 from mixkit.ops.masks import HALVES
 
 
+@dataclass(eq=False, repr=False)
 class ClassMix(MixTransform):
     """ClassMix: paste the partner's pixels of half of the classes present in the partner's
     label map. Needs the label maps: ``forward(images, masks=maps)`` uses the masks;
@@ -30,27 +31,14 @@ class ClassMix(MixTransform):
             min_visibility, generator, check_finite, check_layout: as in ``MixTransform``.
     """
 
-    def __init__(
-        self,
-        num_classes: int,
-        half: str = "ceil",
-        *,
-        p: float = 1.0,
-        mode: str = "elem",
-        label_smoothing: float = 0.0,
-        multilabel: bool = False,
-        pairing: str = "cycle",
-        ignore_index: int = 255,
-        min_visibility: float = 0.25,
-        generator: torch.Generator | int | None = None,
-        check_finite: bool = True,
-        check_layout: bool = True,
-    ) -> None:
-        if num_classes is None:
+    num_classes: int = field()  # required here (no inherited default)
+    half: str = "ceil"
+
+    def __post_init__(self) -> None:
+        if self.num_classes is None:
             raise ValueError("num_classes is required for ClassMix")
-        check_choice(half, "half", HALVES)
-        super().__init__(**base_args(locals()))
-        self.half = half
+        check_choice(self.half, "half", HALVES)
+        super().__post_init__()
         self.last_classes: Tensor | None = None
 
     def _context(self, labels: Tensor | None, masks: Tensor | None) -> dict[str, Any]:

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-import torch
+from dataclasses import dataclass
 
 from mixkit import ops
 from mixkit.augment.base import Region
 from mixkit.augment.params import Kind
-from mixkit.augment.settings import base_args
+from mixkit.augment.settings import check_flag
 from mixkit.augment.transforms.beta import BetaMix
 
 
+@dataclass(eq=False, repr=False)
 class CutMix(BetaMix):
     """CutMix: paste the partner's pixels in a box of area ~ (1-λ), λ ~ Beta(alpha, alpha).
     The reported λ is always the exact kept pixel fraction.
@@ -28,27 +29,12 @@ class CutMix(BetaMix):
             min_visibility, generator, check_finite, check_layout: as in ``MixTransform``.
     """
 
-    def __init__(
-        self,
-        alpha: float = 1.0,
-        correct_lam: bool = True,
-        share_lam: bool = False,
-        *,
-        p: float = 1.0,
-        mode: str = "elem",
-        num_classes: int | None = None,
-        label_smoothing: float = 0.0,
-        multilabel: bool = False,
-        pairing: str = "cycle",
-        ignore_index: int = 255,
-        min_visibility: float = 0.25,
-        generator: torch.Generator | int | None = None,
-        check_finite: bool = True,
-        check_layout: bool = True,
-    ) -> None:
-        super().__init__(**base_args(locals()))
-        self._set_beta(alpha, share_lam)
-        self.correct_lam = bool(correct_lam)
+    correct_lam: bool = True
+    share_lam: bool = False
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_flag(self.correct_lam, "correct_lam")
 
     def _draw_boxes(self, n, k, height, width, generator):
         """(n * k, 4) int64 boxes, k per sample, of area (1 - λ) / k each (λ per sample,

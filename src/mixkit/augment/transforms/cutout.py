@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -10,9 +11,10 @@ import torch
 from mixkit import ops
 from mixkit.augment.base import MixTransform, Region
 from mixkit.augment.params import Kind
-from mixkit.augment.settings import base_args, check_count, is_number
+from mixkit.augment.settings import check_count, is_number
 
 
+@dataclass(eq=False, repr=False)
 class Cutout(MixTransform):
     """Cutout: fill a ``length x length`` square (centre uniform over all pixels, clipped)
     with ``value``; labels are unchanged, λ is the kept pixel fraction.
@@ -25,32 +27,19 @@ class Cutout(MixTransform):
             min_visibility, generator, check_finite, check_layout: as in ``MixTransform``.
     """
 
-    def __init__(
-        self,
-        length: int = 16,
-        value: float | Sequence[float] = 0.0,
-        *,
-        p: float = 1.0,
-        mode: str = "elem",
-        num_classes: int | None = None,
-        label_smoothing: float = 0.0,
-        multilabel: bool = False,
-        pairing: str = "cycle",
-        ignore_index: int = 255,
-        min_visibility: float = 0.25,
-        generator: torch.Generator | int | None = None,
-        check_finite: bool = True,
-        check_layout: bool = True,
-    ) -> None:
-        super().__init__(**base_args(locals()))
-        self.length = check_count(length, "length")
+    length: int = 16
+    value: float | Sequence[float] = 0.0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_count(self.length, "length")
+        value = self.value
         if isinstance(value, Sequence) and value and all(is_number(v) for v in value):
-            value = tuple(float(v) for v in value)
+            self.value = tuple(float(v) for v in value)
         elif is_number(value):
-            value = float(value)
+            self.value = float(value)
         else:
             raise ValueError(f"value must be a number or a sequence of numbers, got {value!r}")
-        self.value = value
 
     def _extras(self) -> dict[str, Any]:
         return {"fill": self.value}

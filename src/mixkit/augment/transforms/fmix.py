@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-import torch
+from dataclasses import dataclass
 
 from mixkit import ops
 from mixkit.augment.base import Region
 from mixkit.augment.params import Kind
-from mixkit.augment.settings import base_args, check_alpha
+from mixkit.augment.settings import check_alpha
 from mixkit.augment.transforms.beta import BetaMix
 
 
+@dataclass(eq=False, repr=False)
 class FMix(BetaMix):
     """FMix: a thresholded low-frequency mask covering exactly ``round((1-λ) H W)`` pixels,
     λ ~ Beta(alpha, alpha).
@@ -23,27 +24,12 @@ class FMix(BetaMix):
             min_visibility, generator, check_finite, check_layout: as in ``MixTransform``.
     """
 
-    def __init__(
-        self,
-        alpha: float = 1.0,
-        decay_power: float = 3.0,
-        share_lam: bool = False,
-        *,
-        p: float = 1.0,
-        mode: str = "elem",
-        num_classes: int | None = None,
-        label_smoothing: float = 0.0,
-        multilabel: bool = False,
-        pairing: str = "cycle",
-        ignore_index: int = 255,
-        min_visibility: float = 0.25,
-        generator: torch.Generator | int | None = None,
-        check_finite: bool = True,
-        check_layout: bool = True,
-    ) -> None:
-        super().__init__(**base_args(locals()))
-        self._set_beta(alpha, share_lam)
-        self.decay_power = check_alpha(decay_power, "decay_power")
+    decay_power: float = 3.0
+    share_lam: bool = False
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.decay_power = check_alpha(self.decay_power, "decay_power")
 
     def _draw_region(self, n, height, width, generator, **context) -> Region:
         lam = self._draw_lam(n, generator)

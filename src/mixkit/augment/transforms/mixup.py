@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import torch
-
 from mixkit.augment.base import Region, kind_array
 from mixkit.augment.params import Kind
-from mixkit.augment.settings import base_args
 from mixkit.augment.transforms.beta import BetaMix
 
 
@@ -21,25 +18,6 @@ class MixUp(BetaMix):
     """
 
     blends = True
-
-    def __init__(
-        self,
-        alpha: float = 1.0,
-        *,
-        p: float = 1.0,
-        mode: str = "elem",
-        num_classes: int | None = None,
-        label_smoothing: float = 0.0,
-        multilabel: bool = False,
-        pairing: str = "cycle",
-        ignore_index: int = 255,
-        min_visibility: float = 0.25,
-        generator: torch.Generator | int | None = None,
-        check_finite: bool = True,
-        check_layout: bool = True,
-    ) -> None:
-        super().__init__(**base_args(locals()))
-        self._set_beta(alpha)
 
     def _draw_region(self, n, height, width, generator, **context) -> Region:
         return Region(kind_array(n, Kind.BLEND), self._draw_lam(n, generator))

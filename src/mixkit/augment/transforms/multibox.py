@@ -3,15 +3,16 @@ the semi-supervised variants table). The worked example of "Write your own mixer
 
 from __future__ import annotations
 
-import torch
+from dataclasses import dataclass
 
 from mixkit import ops
 from mixkit.augment.base import Region
 from mixkit.augment.params import Kind
-from mixkit.augment.settings import base_args, check_count
+from mixkit.augment.settings import check_count
 from mixkit.augment.transforms.cutmix import CutMix
 
 
+@dataclass(eq=False, repr=False)
 class MultiBoxCutMix(CutMix):
     """Paste the partner's pixels in the union of ``num_boxes`` boxes per sample, each of
     area ``(1 - λ) / num_boxes``, λ ~ Beta(alpha, alpha). Overlapping boxes paste less than
@@ -19,33 +20,17 @@ class MultiBoxCutMix(CutMix):
     images, labels, masks and boxes follow one draw).
 
     Args:
-        num_boxes: boxes per sample, an int >= 1 (1 pastes what ``CutMix`` pastes, as a mask).
         alpha, correct_lam, share_lam: as in ``CutMix``.
+        num_boxes: boxes per sample, an int >= 1 (1 pastes what ``CutMix`` pastes, as a mask).
         p, mode, num_classes, label_smoothing, multilabel, pairing, ignore_index,
             min_visibility, generator, check_finite, check_layout: as in ``MixTransform``.
     """
 
-    def __init__(
-        self,
-        alpha: float = 1.0,
-        num_boxes: int = 3,
-        correct_lam: bool = True,
-        share_lam: bool = False,
-        *,
-        p: float = 1.0,
-        mode: str = "elem",
-        num_classes: int | None = None,
-        label_smoothing: float = 0.0,
-        multilabel: bool = False,
-        pairing: str = "cycle",
-        ignore_index: int = 255,
-        min_visibility: float = 0.25,
-        generator: torch.Generator | int | None = None,
-        check_finite: bool = True,
-        check_layout: bool = True,
-    ) -> None:
-        super().__init__(alpha, correct_lam, share_lam, **base_args(locals()))
-        self.num_boxes = check_count(num_boxes, "num_boxes")
+    num_boxes: int = 3
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_count(self.num_boxes, "num_boxes")
 
     def _draw_region(self, n, height, width, generator, **context) -> Region:
         k = self.num_boxes

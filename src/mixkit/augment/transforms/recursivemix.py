@@ -14,6 +14,7 @@ Fixed bug of the official code: ``np.int`` (removed in NumPy 1.24).
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -22,12 +23,13 @@ from torch import Tensor
 from mixkit import ops
 from mixkit.augment.base import Mixed, MixTransform, Region, batch_hw, make_generator
 from mixkit.augment.params import RESIZE_MODES, Kind, MixParams
-from mixkit.augment.settings import base_args, check_choice, is_number
+from mixkit.augment.settings import check_choice, check_flag, is_number
 from mixkit.ops import pixels
 
 INTERPOLATIONS = RESIZE_MODES
 
 
+@dataclass(eq=False, repr=False)
 class RecursiveMix(MixTransform):
     """Paste the previous mixed batch, resized, into a box of each new batch.
 
@@ -56,26 +58,23 @@ class RecursiveMix(MixTransform):
             in ``MixTransform``.
     """
 
-    def __init__(
-        self,
-        alpha: float = 0.5,
-        interpolation: str = "nearest",
-        per_sample: bool = False,
-        *,
-        p: float = 1.0,
-        num_classes: int | None = None,
-        label_smoothing: float = 0.0,
-        multilabel: bool = False,
-        generator: torch.Generator | int | None = None,
-        check_finite: bool = True,
-        check_layout: bool = True,
-    ) -> None:
-        super().__init__(mode="elem" if per_sample else "batch", **base_args(locals()))
+    alpha: float = 0.5
+    interpolation: str = "nearest"
+    per_sample: bool = False
+    # fixed by the method: the mode follows per_sample, the partner is the history
+    mode: str = field(default="batch", init=False)
+    pairing: str = field(default="cycle", init=False)
+    ignore_index: int = field(default=255, init=False)
+    min_visibility: float = field(default=0.25, init=False)
+
+    def __post_init__(self) -> None:
+        self.mode = "elem" if check_flag(self.per_sample, "per_sample") else "batch"
+        super().__post_init__()
+        alpha = self.alpha
         if not is_number(alpha) or not 0 < alpha <= 1:
             raise ValueError(f"alpha must be an area fraction in (0, 1], got {alpha!r}")
         self.alpha = float(alpha)
-        self.interpolation = check_choice(interpolation, "interpolation", INTERPOLATIONS)
-        self.per_sample = bool(per_sample)
+        check_choice(self.interpolation, "interpolation", INTERPOLATIONS)
         self._images: Tensor | None = None
         self._targets: Tensor | None = None
         self._logits: Tensor | None = None

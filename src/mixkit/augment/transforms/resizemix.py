@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -9,9 +10,10 @@ import torch
 from mixkit import ops
 from mixkit.augment.base import MixTransform, Region
 from mixkit.augment.params import RESIZE_MODES, Kind
-from mixkit.augment.settings import base_args
+from mixkit.augment.settings import check_choice
 
 
+@dataclass(eq=False, repr=False)
 class ResizeMix(MixTransform):
     """ResizeMix: paste the whole partner, resized by τ ~ U(scope), into a box placed fully
     inside the image; λ = 1 - box area / image area (≈ 1 - τ²).
@@ -23,36 +25,20 @@ class ResizeMix(MixTransform):
             min_visibility, generator, check_finite, check_layout: as in ``MixTransform``.
     """
 
-    def __init__(
-        self,
-        scope: tuple[float, float] = (0.1, 0.8),
-        interpolation: str = "nearest",
-        *,
-        p: float = 1.0,
-        mode: str = "elem",
-        num_classes: int | None = None,
-        label_smoothing: float = 0.0,
-        multilabel: bool = False,
-        pairing: str = "cycle",
-        ignore_index: int = 255,
-        min_visibility: float = 0.25,
-        generator: torch.Generator | int | None = None,
-        check_finite: bool = True,
-        check_layout: bool = True,
-    ) -> None:
-        super().__init__(**base_args(locals()))
+    scope: tuple[float, float] = (0.1, 0.8)
+    interpolation: str = "nearest"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        scope = self.scope
         try:
             lo, hi = (float(v) for v in scope)
         except (TypeError, ValueError):
             raise ValueError(f"scope must be two numbers (low, high), got {scope!r}") from None
         if not 0.0 < lo <= hi <= 1.0:
             raise ValueError(f"scope must satisfy 0 < low <= high <= 1, got {scope!r}")
-        if interpolation not in RESIZE_MODES:
-            raise ValueError(
-                f"interpolation must be 'nearest' or 'bilinear', got {interpolation!r}"
-            )
+        check_choice(self.interpolation, "interpolation", RESIZE_MODES)
         self.scope = (lo, hi)
-        self.interpolation = interpolation
 
     def _extras(self) -> dict[str, Any]:
         return {"resize_mode": self.interpolation}

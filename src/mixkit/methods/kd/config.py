@@ -14,6 +14,7 @@ from mixkit.config import (
     DeviceOptions,
     PrecisionOptions,
     RecipeOptions,
+    ResumeOptions,
     RunOptions,
     ScheduleOptions,
     check_mapping,
@@ -21,7 +22,7 @@ from mixkit.config import (
 from mixkit.feeds import AUGS
 from mixkit.methods.kd.autoaugment import POLICIES
 from mixkit.methods.kd.schemes import CRITERIA, scheme_names
-from mixkit.options import check_device, check_options, option
+from mixkit.options import check_options, option
 
 # Augmentation of x itself (the data loader's transform; official: crop+flip per sample).
 BASE_AUGS = AUGS
@@ -97,7 +98,9 @@ class TeacherOptions(DataOptions):
 
 
 @dataclasses.dataclass
-class KDConfig(DeviceOptions, ScheduleOptions, RecipeOptions, TeacherOptions, SchemeOptions):
+class KDConfig(
+    DeviceOptions, ScheduleOptions, ResumeOptions, RecipeOptions, TeacherOptions, SchemeOptions
+):
     """Knowledge distillation with a DA scheme for x′ (``mixkit distill``).
 
     Loss (official flags ``-r 0.1 -a 0.9 --lw_mix [1,0,1] --t_output_as_target_for_input_mix``):
@@ -126,14 +129,6 @@ class KDConfig(DeviceOptions, ScheduleOptions, RecipeOptions, TeacherOptions, Sc
     lr: float = option(0.05, "peak SGD learning rate", above=0)
     eval_every: int = option(
         1, "test evaluation every N epochs (and always after the last)", at_least=1
-    )
-    seed: int = option(0, "seed of every random draw")
-    device: str = option("cpu", "torch device", check=check_device)
-    out: str | None = option(None, "run folder; default: a new numbered folder runs/distill/expN")
-    progress: bool = option(True, "print a progress line per epoch")
-    resume: bool = option(False, "continue from OUT/checkpoints/last.pt (mid-epoch included)")
-    checkpoint_every: int = option(
-        0, "also checkpoint every N optimiser steps (0: at epoch ends only)", at_least=0
     )
 
     def __post_init__(self) -> None:
@@ -170,9 +165,6 @@ class AuditConfig(PrecisionOptions, RunOptions, TeacherOptions, SchemeOptions):
         0, "audit on a class-stratified subset of N training images (0: all)", at_least=0
     )
     jobs: int = option(1, "schemes audited in parallel worker processes", at_least=1)
-    seed: int = option(0, "seed of every random draw")
-    device: str = option("cpu", "torch device", check=check_device)
-    out: str | None = option(None, "run folder; default: a new numbered folder runs/kd_audit/expN")
     progress: bool = option(True, "print a progress line per scheme")
 
     def __post_init__(self) -> None:

@@ -34,7 +34,6 @@ from mixkit.methods.kd.config import KDConfig
 from mixkit.methods.kd.step import DistillStep
 from mixkit.train import (
     MetricsWriter,
-    atomic_save,
     build_optimizer,
     evaluate,
     load_checkpoint,
@@ -215,23 +214,11 @@ class _Distillation:
     def save(self, epochs_done: int, batch: int, shuffle_state: Tensor) -> None:
         """Write checkpoints/last.pt (collective: every rank gathers its RNG states and sums)."""
         mine = {"rng": resume.capture_rng(self.generators), "sums": self.sums.state_dict()}
-        ranks = distributed.all_gather_object(mine, self.env)
-        if not self.main:
-            return
-        state = {
-            "model": self.student.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "scaler": self.scaler.state_dict(),
-            "epoch": epochs_done,
-            "step": self.step,
-            "batch": batch,
-            "shuffle_state": shuffle_state,
-            "metrics": self.history,
-            "ranks": ranks,
-            "config": dataclasses.asdict(self.cfg),
-            "elapsed_s": time.time() - self.start,
-        }
-        atomic_save(state, self.ckpt_path)
+        resume.save_training(
+            self.ckpt_path, self.env, mine, (self.student, self.optimizer, self.scaler),
+            (epochs_done, batch, self.step, shuffle_state),
+            (dataclasses.asdict(self.cfg), self.history, time.time() - self.start),
+        )  # fmt: skip
 
     # ------------------------------------------------------------------ training
     def train(self) -> dict[str, float]:

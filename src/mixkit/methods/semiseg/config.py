@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from mixkit.config import ResumeOptions
 from mixkit.methods.semiseg.build import AMP_MODES
 from mixkit.methods.semiseg.data import BACKGROUNDS, FRACTIONS, PROTOCOLS
 from mixkit.methods.semiseg.evaluate import EVAL_MODES
@@ -38,7 +39,7 @@ def check_model(value: str) -> None:
 
 
 @dataclasses.dataclass
-class SemisegConfig:
+class SemisegConfig(ResumeOptions):
     """Semi-supervised segmentation run (``mixkit semiseg``)."""
 
     method: str = option(
@@ -188,10 +189,6 @@ class SemisegConfig:
         64, "val images of the teacher-student distance probe", at_least=0
     )
     distance_every: int = option(5, "distance curve point every N steps", at_least=1)
-    resume: bool = option(False, "continue from OUT/checkpoints/last.pt")
-    checkpoint_every: int = option(
-        0, "also checkpoint every N steps mid-epoch (0: at epoch ends only)", at_least=0
-    )
     progress: bool = option(False, "print a progress line per epoch")
 
     def __post_init__(self) -> None:

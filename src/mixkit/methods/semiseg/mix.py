@@ -140,7 +140,7 @@ def build_seg_mixer(
         mixer = augment.ClassMix(num_classes, classmix_half, pairing=pairing, check_finite=False)
         return SegMixer(name, mixer)
     if name == "multibox":
-        return SegMixer(name, augment.MultiBoxCutMix(alpha, n_boxes, **share))
+        return SegMixer(name, augment.MultiBoxCutMix(alpha, num_boxes=n_boxes, **share))
     if name == "fmix":
         return SegMixer(name, augment.FMix(alpha, **share))
     raise ValueError(f"mix must be one of {list(MIXERS)}, got {name!r}")
