@@ -162,8 +162,6 @@ def shard_order(
     return order[rank::world_size]
 
 
-
-
 def all_reduce_sum(values: Sequence[float], env: DistEnv) -> list[float]:
     """Sum each value over ranks (float64; returned unchanged on one rank)."""
     if not env.distributed:
