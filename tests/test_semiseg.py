@@ -479,8 +479,26 @@ def test_cli_resume_and_errors(tmp_path, capsys):
     assert "cannot resume" in capsys.readouterr().err
     assert main(["semiseg", "--method", "fixmatch", "--out", out]) == 2
     assert "method must be one of" in capsys.readouterr().err
-    assert main(["semiseg", *FAST, "--split-file", str(tmp_path / "x.json"), "--out", out]) == 2
+    fresh = str(tmp_path / "r2")
+    assert main(["semiseg", *FAST, "--split-file", str(tmp_path / "x.json"), "--out", fresh]) == 2
     assert "split file not found" in capsys.readouterr().err
+    # an existing run folder is never overwritten unless asked
+    assert main(["semiseg", *FAST, "--method", "mt", "--out", out]) == 2
+    assert "already holds a run: pass --resume" in capsys.readouterr().err
+    assert [int(r["epoch"]) for r in csv.DictReader(open(f"{out}/metrics.csv"))] == [1, 2, 3]
+    assert main(["semiseg", *FAST, "--method", "mt", "--out", out, "--overwrite"]) == 0
+    assert [int(r["epoch"]) for r in csv.DictReader(open(f"{out}/metrics.csv"))] == [1, 2]
+
+
+def test_default_run_folders_are_numbered(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    for _ in range(2):
+        assert main(["semiseg", *FAST, "--method", "sup", "--epochs", "1"]) == 0
+    printed = capsys.readouterr().out
+    assert "-> runs/semiseg/exp\n" in printed and "-> runs/semiseg/exp2\n" in printed
+    for name in ("exp", "exp2"):
+        s = json.loads((tmp_path / "runs/semiseg" / name / "summary.json").read_text())
+        assert s["out"] == f"runs/semiseg/{name}" and s["steps"] == 2
 
 
 def test_config_validation():

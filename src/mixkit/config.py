@@ -153,7 +153,7 @@ class DataOptions:
 class RunOptions:
     """The run: its seed, device and folder."""
 
-    seed: int = option(0, "seed of every random draw (data order, init, mixing)")
+    seed: int = option(0, "seed of the training draws (data order, init, mixing)")
     device: str = option("cpu", "torch device to run on", check=check_device)
     out: str | None = option(None, "run folder; default: a new numbered folder runs/<command>/expN")
     progress: bool = option(True, "print a progress line per epoch")

@@ -111,7 +111,7 @@ def _run_one(cfg_dict: dict[str, Any]) -> dict[str, Any]:
     from mixkit.recipes.semiseg import run
 
     torch.set_num_threads(1)
-    cfg = SemisegConfig(**cfg_dict)
+    cfg = SemisegConfig(**{**cfg_dict, "overwrite": True})  # a run to (re)compute
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf):
         summary = run(cfg)
@@ -281,7 +281,7 @@ def _write_outputs(
 
 
 # Fields that never change a run's numbers (bookkeeping only).
-NON_NUMERIC = {"resume", "progress", "checkpoint_every", "device"}
+NON_NUMERIC = {"resume", "overwrite", "progress", "checkpoint_every", "device"}
 
 
 def _same_config(saved: dict[str, Any], cfg: Any) -> bool:

@@ -31,7 +31,7 @@ import matplotlib
 matplotlib.use("Agg")
 import torch  # noqa: E402
 
-from mixkit import distributed, plots  # noqa: E402
+from mixkit import distributed, plots, runs  # noqa: E402
 from mixkit.methods.semiseg.config import SemisegConfig  # noqa: E402
 from mixkit.methods.semiseg.data import (  # noqa: E402
     IGNORE,
@@ -72,7 +72,7 @@ def _cmd_semiseg(args: argparse.Namespace) -> int:
         return 0
     print(
         f"done: {cfg.method} ({cfg.mix}) split {cfg.split}: val mIoU {s['val_miou']:.4f} "
-        f"({s['train_time_s']} s) -> {cfg.out}"
+        f"({s['train_time_s']} s) -> {s['out']}"
     )
     return 0
 
@@ -135,8 +135,8 @@ def save_mix_example(trainer: SemisegTrainer, ds: Any, path: Path, n: int = 8) -
     return plots.save_figure(fig, path)
 
 
-RESUME_FREE = {"epochs", "resume", "progress", "out", "device", "checkpoint_every", "workers",
-               "log_every"}  # fmt: skip
+RESUME_FREE = {"epochs", "resume", "progress", "out", "overwrite", "device", "checkpoint_every",
+               "workers", "log_every"}  # fmt: skip
 
 
 def _check_resume(cfg: SemisegConfig, saved: dict[str, Any]) -> None:
@@ -174,7 +174,10 @@ def run(cfg: SemisegConfig) -> dict[str, Any]:
 
 
 def _run(cfg: SemisegConfig, env: distributed.DistEnv) -> dict[str, Any]:
-    out, main = Path(cfg.out), env.is_main
+    out = runs.resolve_run_dir(
+        cfg.out, "runs/semiseg", resume=cfg.resume, overwrite=cfg.overwrite, env=env
+    )
+    cfg, main = dataclasses.replace(cfg, out=str(out)), env.is_main
     distributed.start_run_dir(out, cfg, env)
     ds, split_path, labeled, unlabeled = _prepare_data(cfg, env)
     trainer = build_trainer(cfg, ds, labeled, unlabeled, env)
@@ -332,7 +335,7 @@ def _summary(
         "distance": summarize_history(semi_rows, keys) if teachers else {},
         "curve": trainer.curve,
         "train_time_s": round(sum(r["epoch_time_s"] for r in trainer.rows), 2),
-        "wall_time_s": round(wall_s, 2), "world_size": env.world_size,
+        "wall_time_s": round(wall_s, 2), "world_size": env.world_size, "out": cfg.out,
     }  # fmt: skip
     if env.distributed:  # every rank must end with the same bytes (SHA-256 per rank)
         summary["weights_sha256"] = distributed.check_same_across_ranks(trainer.student, env)

@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import dataclasses
 
-from mixkit.config import ResumeOptions
-from mixkit.methods.semiseg.build import AMP_MODES
+from mixkit.config import PrecisionOptions, ResumeOptions, RunOptions
 from mixkit.methods.semiseg.data import BACKGROUNDS, FRACTIONS, PROTOCOLS
 from mixkit.methods.semiseg.evaluate import EVAL_MODES
 from mixkit.methods.semiseg.mean_teacher import DEFAULT_THRESHOLD
 from mixkit.methods.semiseg.mix import MIXERS
 from mixkit.methods.semiseg.schedules import LR_SCHEDULES
-from mixkit.options import check_device, check_options, option
+from mixkit.options import check_options, option
 
 METHODS = ("sup", "mt", "psmt", "dualteacher")
 DATASETS = ("canvas", "voc", "cityscapes", "folder")
@@ -39,7 +38,7 @@ def check_model(value: str) -> None:
 
 
 @dataclasses.dataclass
-class SemisegConfig(ResumeOptions):
+class SemisegConfig(PrecisionOptions, ResumeOptions, RunOptions):
     """Semi-supervised segmentation run (``mixkit semiseg``)."""
 
     method: str = option(
@@ -112,8 +111,6 @@ class SemisegConfig(ResumeOptions):
     head_lr_mult: float = option(
         1.0, "learning-rate multiplier of the parameters outside the backbone", above=0
     )
-    amp: str = option("off", "mixed precision of the forward passes", choices=AMP_MODES)
-    channels_last: bool = option(False, "channels-last memory format for nets and inputs")
     translate: int = option(
         4, "canvas: largest random shift in pixels of the weak view", at_least=0
     )
@@ -181,15 +178,12 @@ class SemisegConfig(ResumeOptions):
     )
     eval_every: int = option(1, "evaluate every N epochs (and after the last)", at_least=1)
     log_every: int = option(0, "print running means every N steps (0: per epoch only)", at_least=0)
-    # run
-    seed: int = option(0, "seed of every training draw")
-    device: str = option("cpu", "torch device", check=check_device)
-    out: str = option("runs/semiseg", "run folder")
+    # run (seed, device, out, overwrite, resume: RunOptions, ResumeOptions)
     distance_images: int = option(
         64, "val images of the teacher-student distance probe", at_least=0
     )
     distance_every: int = option(5, "distance curve point every N steps", at_least=1)
-    progress: bool = option(False, "print a progress line per epoch")
+    progress: bool = option(False, "print a progress line per epoch")  # quiet by default
 
     def __post_init__(self) -> None:
         check_options(self)
