@@ -150,6 +150,22 @@ def test_version_flag():
     assert out.stdout.strip() == f"mixkit {__version__}"
 
 
+@pytest.mark.parametrize("world_size", ["1", "2"])
+def test_entry_exit_code_and_flushed_output(world_size):
+    # A torchrun rank leaves through os._exit: the code and the buffered output survive.
+    env = {**os.environ, "WORLD_SIZE": world_size, "RANK": "0"}
+    out = subprocess.run(
+        [sys.executable, "-m", "mixkit", "train", "--epochs", "0"],
+        capture_output=True, text=True, env=env,
+    )  # fmt: skip
+    assert out.returncode == 2
+    assert out.stderr.strip() == "mixkit train: error: epochs must be an int >= 1, got 0"
+    listed = subprocess.run(
+        [sys.executable, "-m", "mixkit", "recipes"], capture_output=True, text=True, env=env
+    )  # stdout is block-buffered into a pipe: lost without the flush before os._exit
+    assert listed.returncode == 0 and "mnist_cutmix" in listed.stdout
+
+
 def _subparsers(parser, prefix=("mixkit",)):
     """(command words, parser) of ``parser`` and every sub-command below it."""
     yield prefix, parser

@@ -1,6 +1,6 @@
 """``python -m mixkit`` runs the CLI (``--version`` prints the version)."""
 
-from mixkit.cli import main
+from mixkit.cli import entry
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    entry()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import importlib
+import os
 import sys
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -175,5 +176,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
 
 
+def entry() -> None:
+    """The ``mixkit`` command and ``python -m mixkit``: run :func:`main` and exit with its code.
+
+    A torchrun rank (``WORLD_SIZE > 1``) leaves with ``os._exit`` once its output is flushed:
+    its process group is destroyed and every run file written and closed by then, and the
+    interpreter's own exit-time teardown can abort a rank after a gloo group ("terminate
+    called without an active exception" from a C++ destructor, no Python frame; 3 in 80
+    two-rank CPU runs of ``mixkit distill`` with torch 2.13), failing a finished run."""
+    code = main()
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    raise SystemExit(main())
+    entry()

@@ -24,7 +24,6 @@
 from __future__ import annotations
 
 import dataclasses
-import gc
 import hashlib
 import os
 import time
@@ -100,10 +99,6 @@ def init_from_env(device: str | torch.device = "cpu") -> DistEnv:
 def shutdown(env: DistEnv) -> None:
     """Destroy the process group started by :func:`init_from_env` (no-op for 1 rank)."""
     if env.initialized and dist.is_initialized():
-        # Free what still holds the group first: a trainer in a reference cycle keeps its DDP
-        # reducer (and its gloo work) alive until a later garbage collection, possibly during
-        # interpreter shutdown, where destroying it can abort the process.
-        gc.collect()
         dist.destroy_process_group()
 
 
