@@ -182,8 +182,8 @@ def entry() -> None:
     A torchrun rank (``WORLD_SIZE > 1``) leaves with ``os._exit`` once its output is flushed:
     its process group is destroyed and every run file written and closed by then, and the
     interpreter's own exit-time teardown can abort a rank after a gloo group ("terminate
-    called without an active exception" from a C++ destructor, no Python frame; 3 in 80
-    two-rank CPU runs of ``mixkit distill`` with torch 2.13), failing a finished run."""
+    called without an active exception" from a C++ destructor, no Python frame), failing a
+    finished run (BENCHMARKS.md §2c)."""
     code = main()
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         sys.stdout.flush()
