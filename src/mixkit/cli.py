@@ -14,6 +14,7 @@ from typing import Any
 
 from mixkit import __version__
 from mixkit.config import TrainConfig, build_config, load_yaml, parse_overrides
+from mixkit.distributed import env_world_size
 from mixkit.options import choices_of, help_line
 
 DESCRIPTION = (
@@ -185,7 +186,7 @@ def entry() -> None:
     called without an active exception" from a C++ destructor, no Python frame), failing a
     finished run (BENCHMARKS.md §2c)."""
     code = main()
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+    if env_world_size() > 1:
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)

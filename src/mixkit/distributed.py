@@ -72,11 +72,16 @@ def _env_int(name: str, default: int) -> int:
         raise ValueError(f"environment variable {name} must be an int, got {value!r}") from None
 
 
+def env_world_size() -> int:
+    """torchrun's ``WORLD_SIZE`` (1 when unset); ValueError naming it when not an int."""
+    return _env_int("WORLD_SIZE", 1)
+
+
 def init_from_env(device: str | torch.device = "cpu") -> DistEnv:
     """Start the process group from torchrun's environment (backend ``nccl`` for a CUDA
     ``device``, else ``gloo``). CUDA ranks use ``cuda:LOCAL_RANK``. Without torchrun (or with
     ``WORLD_SIZE=1``) nothing is started and a 1-rank env on ``device`` is returned."""
-    world = _env_int("WORLD_SIZE", 1)
+    world = env_world_size()
     rank = _env_int("RANK", 0)
     local = _env_int("LOCAL_RANK", 0)
     if world < 1 or not 0 <= rank < world:

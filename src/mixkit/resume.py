@@ -154,6 +154,7 @@ def save_training(
     modules: tuple[nn.Module, torch.optim.Optimizer, Any],
     position: tuple[int, int, int, torch.Tensor],
     run: tuple[Mapping[str, Any], list[dict[str, Any]], float],
+    extra: Mapping[str, Any] | None = None,
 ) -> dict[str, Any] | None:
     """Write the resume checkpoint that :func:`restore_training` reads (collective: every
     rank passes ``mine``, its own RNG and loss-sum states, and they are gathered under
@@ -161,7 +162,8 @@ def save_training(
 
     ``modules``: model, optimizer, grad scaler (their states); ``position``: epochs done,
     batches taken of the next epoch, optimiser step, shuffle-generator state at that
-    epoch's start; ``run``: the config, the metric rows so far, the training seconds."""
+    epoch's start; ``run``: the config, the metric rows so far, the training seconds;
+    ``extra``: more top-level entries (e.g. a RecursiveMix state) written beside them."""
     ranks = distributed.all_gather_object(mine, env)
     if not env.is_main:
         return None
@@ -179,7 +181,7 @@ def save_training(
         "config": dict(config),
         "ranks": ranks,
         "elapsed_s": elapsed_s,
-        **({"recursivemix": mine["recursivemix"]} if "recursivemix" in mine else {}),
+        **(extra or {}),
     }
     atomic_save(state, path)
     return state

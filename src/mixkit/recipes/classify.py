@@ -307,12 +307,12 @@ def _save_checkpoint(r: _Run, epochs_done: int, batch: int, shuffle_state: torch
         "sums": r.epoch_sums.state_dict(),
         "window": r.window.state_dict(),
     }
-    if r.rm is not None:
-        mine["recursivemix"] = r.rm.state_dict()
+    extra = {} if r.rm is None else {"recursivemix": r.rm.state_dict()}
+    mine.update(extra)
     resume.save_training(
         r.ckpt_path, r.env, mine, (r.net, r.optimizer, r.scaler),
         (epochs_done, batch, r.step, shuffle_state),
-        (dataclasses.asdict(r.cfg), r.history, time.time() - r.start),
+        (dataclasses.asdict(r.cfg), r.history, time.time() - r.start), extra,
     )  # fmt: skip
 
 
